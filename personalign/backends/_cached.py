@@ -1,0 +1,74 @@
+"""An LLM wrapper that stores every completion in SQLite, so runs are reproducible and resumable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from personalign.backends.base import LLM
+from personalign.store import SqliteStore, stable_hash
+from personalign.types import Completion, GenParams, Messages
+
+
+class CachedLLM(LLM):
+    """Answer from the cache when the same model saw the same messages and parameters before.
+
+    ``chat_batch`` forwards only the misses to the inner backend, in chunks of ``chunk_size``,
+    and stores each chunk's results as soon as it comes back (a crash loses at most one chunk).
+    """
+
+    def __init__(self, inner: LLM, path: str | Path, chunk_size: int = 32):
+        self.inner = inner
+        self.name = inner.name
+        self.chunk_size = max(1, chunk_size)
+        self.store = SqliteStore(path, table="llm_cache")
+
+    def __getattr__(self, attr: str) -> Any:
+        """Reach the inner backend's own attributes (``model``, ``tokenizer``...)."""
+        if attr == "inner":
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def key(self, messages: Messages, params: GenParams) -> str:
+        """Cache key of one call."""
+        return stable_hash({"model": self.inner.name, "messages": messages, "params": asdict(params)})
+
+    def _lookup(self, key: str) -> Completion | None:
+        row = self.store.get_json(key)
+        return None if row is None else Completion(row["text"], row["prompt_tokens"], row["completion_tokens"], True)
+
+    def _save(self, key: str, completion: Completion) -> None:
+        row = {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
+               "completion_tokens": completion.completion_tokens}
+        self.store.put_json(key, row)
+
+    def _generate(self, messages: Messages, params: GenParams) -> Completion:
+        return self.chat_batch([messages], params)[0]
+
+    def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
+        params = params or GenParams()
+        keys = [self.key(messages, params) for messages in batch]
+        results: list[Completion | None] = [self._lookup(k) for k in keys]
+        first_of: dict[str, int] = {}  # one inner call per distinct missing key
+        for i, k in enumerate(keys):
+            if results[i] is None:
+                first_of.setdefault(k, i)
+        misses = list(first_of.values())
+        for start in range(0, len(misses), self.chunk_size):
+            chunk = misses[start:start + self.chunk_size]
+            for i, completion in zip(chunk, self.inner.chat_batch([batch[i] for i in chunk], params)):
+                self._save(keys[i], completion)
+                results[i] = completion
+        # a repeated prompt within the batch is answered from its first copy, like a cache hit
+        return [r if r is not None else replace(results[first_of[k]], cached=True) for r, k in zip(results, keys)]
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "cache": str(self.store.path)}
+
+    def close(self) -> None:
+        """Close the cache file."""
+        self.store.close()

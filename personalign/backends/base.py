@@ -1,0 +1,37 @@
+"""The interface every LLM backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from personalign.types import Completion, GenParams, Messages
+
+
+class LLM(ABC):
+    """A chat LLM reached in-process or over HTTP.
+
+    Subclasses implement ``_generate`` (one call) and may override ``chat_batch`` for real
+    batching. ``name`` identifies the model (and its file) in cache keys and manifests.
+    """
+
+    name: str = "llm"
+
+    @abstractmethod
+    def _generate(self, messages: Messages, params: GenParams) -> Completion:
+        """Run one chat completion."""
+
+    def chat(self, messages: Messages, params: GenParams | None = None) -> Completion:
+        """Answer one chat conversation."""
+        return self._generate(messages, params or GenParams())
+
+    def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
+        """Answer several conversations; the default runs them one after another."""
+        return [self.chat(messages, params) for messages in batch]
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of ``text`` for this model (a rough word-based estimate by default)."""
+        return max(1, round(len(text.split()) * 1.3))
+
+    def describe(self) -> dict:
+        """Identity of the backend for run manifests."""
+        return {"backend": type(self).__name__, "name": self.name}

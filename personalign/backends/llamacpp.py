@@ -1,0 +1,93 @@
+"""In-process GGUF models through llama-cpp-python (default: the bundled SmolLM2-135M-Instruct)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from personalign.backends import default_gguf_path, model_file_id, shorten_messages
+from personalign.backends.base import LLM
+from personalign.errors import BackendError, ConfigError
+from personalign.types import Completion, GenParams, Messages
+
+TEMPLATE_OVERHEAD = 48  # tokens the chat template may add (default system prompt, generation prompt)
+PER_MESSAGE_OVERHEAD = 8  # role markers around each message
+
+
+@contextlib.contextmanager
+def quiet_stderr(enabled: bool = True) -> Iterator[None]:
+    """Silence C-level writes to stderr (llama.cpp's load logs) while the block runs."""
+    if not enabled:
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class LlamaCppLLM(LLM):
+    """A GGUF chat model run by llama.cpp; the chat template comes from the GGUF metadata."""
+
+    def __init__(self, arg: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
+                 n_batch: int = 512, verbose: bool = False):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ConfigError("the llamacpp backend needs the pip package 'llama-cpp-python'") from None
+        path = Path(arg or default_gguf_path()).expanduser()
+        if not path.is_file():
+            raise BackendError(f"GGUF model file not found: {path}")
+        try:
+            with quiet_stderr(not verbose):
+                self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                                 n_batch=n_batch, verbose=verbose)
+        except (ValueError, RuntimeError, OSError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise BackendError(f"cannot load GGUF model {path}: {reason}") from None
+        self.path, self.n_ctx, self.verbose = path, self.llm.n_ctx(), verbose
+        self.name = f"llamacpp:{model_file_id(path)}"
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "path": str(self.path), "n_ctx": self.n_ctx}
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model's own tokenizer (no BOS)."""
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+
+    def _prompt_tokens(self, messages: Messages) -> int:
+        """Upper-bound estimate of the templated prompt's length."""
+        content = sum(self.count_tokens(m.get("content") or "") for m in messages)
+        return content + PER_MESSAGE_OVERHEAD * len(messages) + TEMPLATE_OVERHEAD
+
+    def _generate(self, messages: Messages, params: GenParams) -> Completion:
+        max_tokens = max(1, min(params.max_tokens, self.n_ctx // 2))
+        margin = 0
+        for _ in range(4):
+            budget = self.n_ctx - max_tokens - margin
+            fitted = shorten_messages(messages, self._prompt_tokens, budget)
+            try:
+                with self._lock:
+                    reply = self.llm.create_chat_completion(
+                        messages=fitted, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+                        max_tokens=max_tokens, stop=list(params.stop) or None)
+            except ValueError as exc:  # the estimate was too low: shorten more and retry
+                if "context window" not in str(exc) and "exceed" not in str(exc):
+                    raise BackendError(f"llama.cpp failed on {self.path.name}: {exc}") from None
+                margin = 2 * margin + 256
+                continue
+            usage = reply.get("usage") or {}
+            text = reply["choices"][0]["message"].get("content") or ""
+            return Completion(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        raise BackendError(f"prompt does not fit the {self.n_ctx}-token context of {self.path.name}")
+
+
+PLUGIN = LlamaCppLLM

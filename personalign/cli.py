@@ -1,0 +1,217 @@
+"""The ``personalign`` command line: eval, personalize, data, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from personalign import registry
+from personalign.errors import ConfigError, PersonalignError
+from personalign.methods.base import MethodConfig
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--llm", default="llamacpp", help="backend spec: llamacpp[:GGUF], openai:MODEL, transformers:PATH")
+    parser.add_argument("--retriever", default="bm25", help="bm25, dense[:MODEL_OR_PATH], random or recency")
+    parser.add_argument("--k", type=int, default=4, help="history items per prompt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=".cache/personalign", help="LLM, embedding and summary caches")
+
+
+def _method_config(args: argparse.Namespace, overrides: dict) -> MethodConfig:
+    known = {f.name for f in fields(MethodConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown method option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return MethodConfig(**{**overrides, "k": args.k, "seed": args.seed})
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from personalign.eval.report import markdown_table
+    from personalign.eval.runner import EvalConfig, run_eval
+    from personalign.tasks import get_task
+
+    file_config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
+    method_config = _method_config(args, file_config.pop("method", {}))
+    combined = []
+    for task_name in _csv(args.task):
+        config = EvalConfig(
+            data=args.data, task=task_name, methods=_csv(args.methods), split=args.split, part=args.part,
+            retriever=args.retriever, llm=args.llm, limit=args.limit, seed=args.seed, out=args.out,
+            cache_dir=args.cache_dir, method=method_config, method_options=file_config.pop("method_options", {}),
+        )
+        results = run_eval(config)
+        print((config.run_dir / "results.md").read_text())
+        print(f"predictions, metrics.json and manifest.json in {config.run_dir}\n")
+        for method, values in results.items():
+            combined.append({"task": task_name, "method": method,
+                             **{m: values.get(m, "") for m in get_task(task_name).metrics},
+                             "s/ex": values.get("s/ex", "")})
+    if len(_csv(args.task)) > 1:
+        metric_names = list(dict.fromkeys(m for row in combined for m in row if m not in ("task", "method", "s/ex")))
+        print(markdown_table(combined, ["task", "method", *metric_names, "s/ex"]))
+    return 0
+
+
+def cmd_personalize(args: argparse.Namespace) -> int:
+    from personalign.backends import get_llm
+    from personalign.history import read_history
+    from personalign.methods import build_method
+    from personalign.retrievers import get_retriever
+    from personalign.tasks import get_task, infer_task
+    from personalign.types import Example
+
+    profile = read_history(args.history)
+    task = get_task(args.task) if args.task else infer_task(profile)
+    cache = Path(args.cache_dir)
+    method_cls = registry.load("methods", args.method)
+    llm = get_llm(args.llm, cache_path=cache / "llm.sqlite") if method_cls.needs_llm else None
+    method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever, seed=args.seed, cache_dir=cache),
+                          config=_method_config(args, {}), cache_dir=cache)
+    example = Example(id="query", input=task.format_input(args.query), profile=profile)
+    answer = method.answer(example, profile)
+    if args.json:
+        print(json.dumps({"task": task.name, "answer": answer.text, "trace": answer.trace.to_dict()}, indent=2, ensure_ascii=False))
+        return 0
+    trace = answer.trace
+    print(f"task: {task.name}   method: {args.method}   history items: {len(profile)}")
+    print(f"retrieved ids: {', '.join(trace.retrieved_ids) or '-'}")
+    print(f"tokens: prompt {trace.prompt_tokens}, completion {trace.completion_tokens} ({trace.cached_calls} cached calls)")
+    for key, value in trace.extra.items():
+        print(f"{key}: {value}")
+    for prompt, raw in zip(trace.prompts, trace.raw_outputs):
+        print("--- prompt ---\n" + prompt[-1]["content"] + "\n--- raw output ---\n" + raw)
+    print(f"\nanswer: {answer.text}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from personalign.tasks import get_task
+
+    if args.data_command == "download":
+        from personalign.data.download import download_lamp
+
+        for path in download_lamp(args.task, args.split, args.out):
+            print(path)
+    elif args.data_command == "build":
+        from personalign.data.build import build_benchmark
+
+        stats = build_benchmark(args.input, get_task(args.task), args.out, seed=args.seed,
+                                dev_frac=args.dev_frac, test_frac=args.test_frac)
+        print(json.dumps(stats, indent=2))
+    elif args.data_command == "validate":
+        from personalign.data.lamp_io import iter_questions, read_outputs
+
+        task = get_task(args.task) if args.task else None
+        for path in args.files:
+            if Path(path).name.endswith("outputs.json"):
+                name, golds = read_outputs(path)
+                print(f"{path}: ok ({len(golds)} golds, task {name})")
+            else:
+                print(f"{path}: ok ({sum(1 for _ in iter_questions(path, task))} questions)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from personalign.eval.report import cross_task_table
+    from personalign.tasks import get_task
+
+    results, metrics = {}, {}
+    for task_name in _csv(args.task):
+        path = Path(args.runs) / task_name / f"{args.split}-{args.part}" / "metrics.json"
+        if not path.exists():
+            raise ConfigError(f"no results for {task_name}: {path} does not exist (run `personalign eval` first)")
+        results[task_name] = json.loads(path.read_text())
+        metrics[task_name] = list(get_task(task_name).metrics)
+    print(cross_task_table(results, metrics, tuple(_csv(args.extra))))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from personalign.tasks import available_tasks
+
+    print("tasks:      " + ", ".join(available_tasks()))
+    for kind in registry.KINDS:
+        print(f"{kind + ':':<11} " + ", ".join(registry.available(kind)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="personalign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("eval", help="evaluate methods on a LaMP-format split")
+    ev.add_argument("--data", required=True, help="folder with LaMP_N/<split>/<part>_questions.json")
+    ev.add_argument("--task", required=True, help="task name(s), comma separated, e.g. LaMP_3 or LaMP_2,LaMP_3")
+    ev.add_argument("--split", default="user", choices=["user", "time"])
+    ev.add_argument("--part", default="dev", choices=["train", "dev", "test"])
+    ev.add_argument("--methods", default="zero-shot,rag", help="comma-separated method names (see `personalign list`)")
+    ev.add_argument("--limit", type=int, help="evaluate a seeded sample of this many questions")
+    ev.add_argument("--out", default="runs", help="where predictions, metrics and manifests go")
+    ev.add_argument("--config", help="YAML with `method:` options (MethodConfig fields) and `method_options:`")
+    _add_model_options(ev)
+    ev.set_defaults(func=cmd_eval)
+
+    pz = sub.add_parser("personalize", help="answer one query for one user and print the trace")
+    pz.add_argument("query", help="the task input, or raw text that the task's template wraps")
+    pz.add_argument("--history", required=True, help="JSON list of profile items (or a LaMP question, or JSONL)")
+    pz.add_argument("--method", default="rag")
+    pz.add_argument("--task", help="task name; inferred from the history's fields when omitted")
+    pz.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
+    _add_model_options(pz)
+    pz.set_defaults(func=cmd_personalize)
+
+    data = sub.add_parser("data", help="download, build and validate LaMP-format data")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    dl = dsub.add_parser("download", help="fetch the official LaMP files (needs a network)")
+    dl.add_argument("task")
+    dl.add_argument("--split", default="user", choices=["user", "time"])
+    dl.add_argument("--out", default="data")
+    bd = dsub.add_parser("build", help="build user and time splits from per-user JSONL records")
+    bd.add_argument("--input", required=True, help="JSONL with user_id, input, output, optional timestamp")
+    bd.add_argument("--task", required=True)
+    bd.add_argument("--out", required=True)
+    bd.add_argument("--seed", type=int, default=0)
+    bd.add_argument("--dev-frac", type=float, default=0.1)
+    bd.add_argument("--test-frac", type=float, default=0.2)
+    va = dsub.add_parser("validate", help="check LaMP question/output files")
+    va.add_argument("files", nargs="+")
+    va.add_argument("--task")
+    data.set_defaults(func=cmd_data)
+
+    rp = sub.add_parser("report", help="one table of methods x task metrics from finished eval runs")
+    rp.add_argument("--runs", default="runs", help="the --out folder of earlier `personalign eval` runs")
+    rp.add_argument("--task", required=True, help="comma-separated task names")
+    rp.add_argument("--split", default="user", choices=["user", "time"])
+    rp.add_argument("--part", default="dev", choices=["train", "dev", "test"])
+    rp.add_argument("--extra", default="", help="extra columns per task, e.g. fallback_rate,s/ex")
+    rp.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("list", help="list tasks, methods, retrievers and backends")
+    ls.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PersonalignError as exc:
+        print(f"personalign: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("personalign: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""ICL: a fixed number k of the user's most recent history items in the prompt."""
+
+from personalign.methods.base import Method
+from personalign.types import Answer, Trace
+
+
+def most_recent(profile, k):
+    """The ``k`` newest items, newest first (by ``date`` when present, else by profile position)."""
+    order = sorted(range(len(profile)), key=lambda i: (str(profile[i].get("date") or ""), i), reverse=True)
+    return [profile[i] for i in order[:k]]
+
+
+class ICL(Method):
+    def answer(self, example, profile):
+        trace = Trace()
+        items = most_recent(profile, self.config.k)
+        trace.retrieved_ids.extend(str(item.get("id", "")) for item in items)
+        raw = self.ask(self.with_items(example, items), trace)
+        return Answer(self.parse(raw), trace)
+
+
+PLUGIN = ICL

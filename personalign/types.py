@@ -1,0 +1,73 @@
+"""Core value types shared by every method, task and backend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ProfileItem = dict[str, Any]
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One LaMP question: the task input plus the user's history (profile)."""
+
+    id: str
+    input: str
+    profile: list[ProfileItem] = field(default_factory=list)
+    user_id: str | None = None
+    date: str | None = None
+
+
+@dataclass
+class Trace:
+    """What a method did to produce an answer: retrieval, prompts, raw outputs, token counts."""
+
+    retrieved_ids: list[str] = field(default_factory=list)
+    prompts: list[Messages] = field(default_factory=list)
+    raw_outputs: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_calls: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record_call(self, messages: Messages, completion: "Completion") -> None:
+        """Append one LLM call (prompt, output, token counts) to the trace."""
+        self.prompts.append(messages)
+        self.raw_outputs.append(completion.text)
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.cached_calls += int(completion.cached)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """A method's answer (already parsed into the task's canonical form) with its trace."""
+
+    text: str
+    trace: Trace = field(default_factory=Trace)
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling parameters for one LLM call."""
+
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class Completion:
+    """The text an LLM returned, with token counts for the call."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False

@@ -1,0 +1,27 @@
+"""Fake LLM backends for unit tests of orchestration only (never used for reported numbers)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from personalign.backends.base import LLM
+from personalign.types import Completion, GenParams, Messages
+
+
+class FakeHashLLM(LLM):
+    """Deterministic fake: answers with a label/number/text derived from a hash of the prompt.
+
+    ``fail_after`` raises KeyboardInterrupt on that call number, to simulate an interrupted run.
+    """
+
+    def __init__(self, answers: list[str], fail_after: int | None = None):
+        self.name = "fake-hash"
+        self.answers, self.fail_after, self.calls = answers, fail_after, 0
+
+    def _generate(self, messages: Messages, params: GenParams) -> Completion:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated interrupt")
+        digest = int(hashlib.sha256(messages[-1]["content"].encode()).hexdigest(), 16)
+        text = self.answers[digest % len(self.answers)]
+        return Completion(text=text, prompt_tokens=len(messages[-1]["content"].split()), completion_tokens=1)
