@@ -118,7 +118,7 @@ def dense_section(args: argparse.Namespace) -> Section:
     load_ms = time_ms(lambda: load_encoder(DenseRetriever().source).encode(["warm-up"]))
     for size in args.sizes:
         profile, queries = reviews.profile(size), [reviews.text() for _ in range(args.repeats)]
-        cold_runs = 1 if size >= 5000 else 3
+        cold_runs = 1 if size >= 1000 else 3
         cold = [time_ms(lambda q=q: DenseRetriever().rank(q, profile, TASK)) for q in queries[:cold_runs]]
         retriever = DenseRetriever()
         retriever.rank(queries[0], profile, TASK)

@@ -21,10 +21,22 @@ def _csv(value: str) -> list[str]:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm", default="llamacpp", help="backend spec: llamacpp[:GGUF], openai:MODEL, transformers:PATH")
+    parser.add_argument("--llm-options", default="", help="backend options as key=value,... e.g. n_threads=1,n_ctx=4096")
     parser.add_argument("--retriever", default="bm25", help="bm25, dense[:MODEL_OR_PATH], random or recency")
     parser.add_argument("--k", type=int, default=4, help="history items per prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=".cache/personalign", help="LLM, embedding and summary caches")
+
+
+def _llm_options(text: str) -> dict:
+    """Parse ``key=value,...`` (values read as YAML scalars: 1 -> int, true -> bool)."""
+    options = {}
+    for pair in _csv(text):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"bad --llm-options entry '{pair}': expected key=value")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
 
 
 def _method_config(args: argparse.Namespace, overrides: dict) -> MethodConfig:
@@ -47,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config = EvalConfig(
             data=args.data, task=task_name, methods=_csv(args.methods), split=args.split, part=args.part,
             retriever=args.retriever, llm=args.llm, limit=args.limit, seed=args.seed, out=args.out,
-            cache_dir=args.cache_dir, method=method_config, method_options=file_config.pop("method_options", {}),
+            cache_dir=args.cache_dir, llm_options=_llm_options(args.llm_options), method=method_config, method_options=file_config.pop("method_options", {}),
         )
         results = run_eval(config)
         print((config.run_dir / "results.md").read_text())
@@ -74,7 +86,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     task = get_task(args.task) if args.task else infer_task(profile)
     cache = Path(args.cache_dir)
     method_cls = registry.load("methods", args.method)
-    llm = get_llm(args.llm, cache_path=cache / "llm.sqlite") if method_cls.needs_llm else None
+    llm = get_llm(args.llm, cache_path=cache / "llm.sqlite", **_llm_options(args.llm_options)) if method_cls.needs_llm else None
     method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever, seed=args.seed, cache_dir=cache),
                           config=_method_config(args, {}), cache_dir=cache)
     example = Example(id="query", input=task.format_input(args.query), profile=profile)

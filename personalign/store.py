@@ -27,6 +27,7 @@ class SqliteStore:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; ~40x faster writes
             self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
             self._db.commit()
 

@@ -33,7 +33,8 @@ def test_llamacpp_answers_with_real_token_counts(llama):
     out = llama.chat(QUESTION, GenParams(max_tokens=16))
     assert out.text.strip() and out.prompt_tokens > 10 and 0 < out.completion_tokens <= 16
     assert llama.name.startswith("llamacpp:SmolLM2-135M-Instruct.Q4_1.gguf@") and len(llama.name.split("@")[1]) == 12
-    assert llama.count_tokens("The capital of France") == len(llama.llm.tokenize(b"The capital of France", add_bos=False))
+    text = "The capital of France"
+    assert llama.count_tokens(text) == len(llama.llm.tokenize(text.encode(), add_bos=False))
 
 
 def test_llamacpp_is_deterministic_at_temperature_zero(llama):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +13,6 @@ from personalign.backends.base import LLM
 from personalign.errors import ConfigError
 from personalign.registry import load
 from personalign.types import Messages
-
-# OpenMP threads that spin while waiting make llama.cpp (and torch) crawl on a busy machine (decoding
-# measured 80x slower with 2 threads on 2 shared cores). libgomp reads this once, when first loaded.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ELLIPSIS = " ... "

@@ -56,7 +56,8 @@ class OpenAICompatibleLLM(LLM):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         self._client = httpx.Client(headers=headers, timeout=timeout, limits=limits)
-        self.name = f"openai:{self.model}" if self.base_url == DEFAULT_BASE_URL else f"openai:{self.model}@{self.base_url}"
+        where = "" if self.base_url == DEFAULT_BASE_URL else f"@{self.base_url}"
+        self.name = f"openai:{self.model}{where}"
 
     def describe(self) -> dict:
         return {**super().describe(), "model": self.model, "base_url": self.base_url}

@@ -37,6 +37,7 @@ class EvalConfig:
     part: str = "dev"
     retriever: str = "bm25"
     llm: str = "llamacpp"
+    llm_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
     seed: int = 0
     out: str = "runs"
@@ -108,7 +109,7 @@ def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, 
     write_manifest(config.run_dir / "manifest.json", config, files_sha256(paths),
                    {"examples": len(examples), "status": "running"})
     if llm is None and any(_needs_llm(m) for m in config.methods):
-        llm = get_llm(config.llm, cache_path=Path(config.cache_dir) / "llm.sqlite")
+        llm = get_llm(config.llm, cache_path=Path(config.cache_dir) / "llm.sqlite", **config.llm_options)
     results = {name: run_method(name, config, examples, golds, llm) for name in config.methods}
     (config.run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     table = results_table(results, list(task.metrics)) if golds else ""

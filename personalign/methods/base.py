@@ -25,14 +25,14 @@ class MethodConfig:
     """Hyperparameters shared by the baseline methods (every one is recorded in run manifests)."""
 
     k: int = 4
-    item_max_words: int = 60
+    item_max_words: int = 40
     max_new_tokens: int | None = None
-    cot_max_new_tokens: int = 128
+    cot_max_new_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
-    summary_items: int = 20
-    summary_max_tokens: int = 96
+    summary_items: int = 10
+    summary_max_tokens: int = 64
 
 
 class Method(ABC):

@@ -24,7 +24,7 @@ class PAG(Method):
         """The user's profile summary, written once per (model, task, profile) and cached."""
         items = most_recent(profile, self.config.summary_items)
         key = stable_hash([self.llm.name, self.task.name, [self.task.render_item(i) for i in items]])
-        cached = self._memory.get(key) or (self._summaries.get_json(key) if self._summaries else None)
+        cached = self._memory.get(key) or (self._summaries.get_json(key) if self._summaries is not None else None)
         if cached is None:
             rendered = "\n".join(f"- {self.task.render_item(i, self.config.item_max_words)}" for i in items)
             prompt = SUMMARY_PROMPT.format(description=self.task.description, items=rendered)
@@ -32,7 +32,7 @@ class PAG(Method):
             completion = self.llm.chat(messages, self.params(self.config.summary_max_tokens))
             trace.record_call(messages, completion)
             cached = completion.text.strip()
-            if self._summaries:
+            if self._summaries is not None:
                 self._summaries.put_json(key, cached)
         self._memory[key] = cached
         trace.extra["profile_summary"] = cached

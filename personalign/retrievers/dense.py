@@ -144,7 +144,7 @@ class DenseRetriever(Retriever):
         if not profile:
             return []
         docs = [task.item_document(item) for item in profile]
-        matrix = self._profiles.get_or_build(stable_hash([self.model_id, docs]), lambda: self._prepare(self.embed(docs)))
+        matrix = self._profiles.get_or_build(tuple(docs), lambda: self._prepare(self.embed(docs)))
         query_vector = self._prepare(self.embed([query]))[0]
         return rank_by_scores(matrix @ query_vector)
 

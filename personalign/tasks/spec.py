@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 TaskKind = Literal["classification", "rating", "generation"]
@@ -14,6 +16,12 @@ def _truncate_words(value: Any, max_words: int | None) -> str:
         return text
     words = text.split(" ")
     return text if len(words) <= max_words else " ".join(words[:max_words]) + " ..."
+
+
+@lru_cache(maxsize=None)
+def _fields(template: str) -> tuple[str, ...]:
+    """The field names a ``str.format`` template uses."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class TaskSpec:
 
     def item_document(self, item: dict[str, Any]) -> str:
         """The text of a profile item that retrievers index."""
-        return self.doc_template.format(**{k: " ".join(str(v).split()) for k, v in item.items()})
+        return self.doc_template.format(**{k: " ".join(str(item.get(k, "")).split()) for k in _fields(self.doc_template)})
 
     def item_output(self, item: dict[str, Any]) -> str | None:
         """The user's own 'answer' stored in a profile item (its tag, score, title...)."""

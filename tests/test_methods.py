@@ -1,0 +1,108 @@
+"""Baseline methods: prompts, retrieval, caching and parsing (orchestration, with a fake LLM)."""
+
+import pytest
+from fakes import FakeHashLLM
+
+from personalign.methods import build_method
+from personalign.methods.base import MethodConfig
+from personalign.retrievers import get_retriever
+from personalign.tasks import get_task
+from personalign.types import Example
+
+LAMP2 = get_task("LaMP_2")
+LAMP3 = get_task("LaMP_3")
+LAMP5 = get_task("LaMP_5")
+
+PROFILE3 = [
+    {"text": "strings snapped after a week", "score": "2", "id": "a", "date": "2020-01-01"},
+    {"text": "lovely warm tone, great strings", "score": "5", "id": "b", "date": "2020-02-01"},
+    {"text": "the blender is loud", "score": "3", "id": "c", "date": "2020-03-01"},
+    {"text": "cable works", "score": "4", "id": "d", "date": "2020-04-01"},
+    {"text": "tuner is accurate", "score": "4", "id": "e", "date": "2020-05-01"},
+]
+EXAMPLE3 = Example(id="q", input=LAMP3.format_input("these strings have a warm tone"), profile=PROFILE3)
+
+
+def method(name, task=LAMP3, answers=("4",), **config):
+    llm = FakeHashLLM(list(answers))
+    return build_method(name, task, llm=llm, retriever=get_retriever("bm25"), config=MethodConfig(**config)), llm
+
+
+def test_zero_shot_sends_only_the_input():
+    m, llm = method("zero-shot")
+    answer = m.answer(EXAMPLE3, PROFILE3)
+    assert answer.text == "4"
+    assert answer.trace.prompts[0][-1]["content"] == EXAMPLE3.input
+    assert answer.trace.retrieved_ids == [] and llm.calls == 1
+
+
+def test_rag_puts_top_k_retrieved_items_before_the_input():
+    m, _ = method("rag", k=2)
+    answer = m.answer(EXAMPLE3, PROFILE3)
+    prompt = answer.trace.prompts[0][-1]["content"]
+    assert answer.trace.retrieved_ids[0] == "b"  # shares "warm", "tone", "strings"
+    assert len(answer.trace.retrieved_ids) == 2
+    assert '5 is the score for "lovely warm tone, great strings"' in prompt
+    assert prompt.endswith(EXAMPLE3.input)
+
+
+def test_icl_uses_the_most_recent_items():
+    m, _ = method("icl", k=2)
+    answer = m.answer(EXAMPLE3, PROFILE3)
+    assert answer.trace.retrieved_ids == ["e", "d"]
+
+
+def test_pag_summary_is_written_once_per_user(tmp_path):
+    llm = FakeHashLLM(["likes strings"])
+    m = build_method("pag", LAMP3, llm=llm, retriever=get_retriever("bm25"), cache_dir=tmp_path)
+    first = m.answer(EXAMPLE3, PROFILE3)
+    assert llm.calls == 2 and "About this user: likes strings" in first.trace.prompts[-1][-1]["content"]
+    m.answer(Example(id="q2", input=LAMP3.format_input("cheap cable"), profile=PROFILE3), PROFILE3)
+    assert llm.calls == 3  # summary reused
+    fresh = build_method("pag", LAMP3, llm=llm, retriever=get_retriever("bm25"), cache_dir=tmp_path)
+    fresh.answer(EXAMPLE3, PROFILE3)
+    assert llm.calls == 4  # summary read back from the on-disk cache
+
+
+def test_cot_reads_the_answer_after_the_marker_and_asks_to_think():
+    m, _ = method("cot-rag", answers=["The user is lenient with strings.\nAnswer: 5 stars"])
+    answer = m.answer(EXAMPLE3, PROFILE3)
+    assert answer.text == "5"
+    assert "Answer:" in answer.trace.prompts[0][-1]["content"]
+
+
+def test_user_prior_majority_label_mean_rating_and_nearest_output():
+    prior = build_method("user-prior", LAMP3, retriever=get_retriever("bm25"))
+    assert prior.answer(EXAMPLE3, PROFILE3).text == "3.6"  # (2+5+3+4+4)/5
+    tags = [{"description": d, "tag": t, "id": str(i)} for i, (d, t) in
+            enumerate([("x", "comedy"), ("y", "action"), ("z", "comedy"), ("w", "action"), ("v", "Action")])]
+    prior2 = build_method("user-prior", LAMP2, retriever=get_retriever("bm25"))
+    assert prior2.answer(Example("q", "description: a film", tags), tags).text == "action"
+    papers = [{"title": "Neural Parsing", "abstract": "we parse sentences with neural nets", "id": "p1"},
+              {"title": "Fish Migration", "abstract": "salmon swim upstream", "id": "p2"}]
+    prior5 = build_method("user-prior", LAMP5, retriever=get_retriever("bm25"))
+    assert prior5.answer(Example("q", LAMP5.format_input("a neural model to parse sentences"), papers), papers).text == "Neural Parsing"
+
+
+def test_user_prior_with_empty_profile_gives_empty_answer():
+    prior = build_method("user-prior", LAMP3, retriever=get_retriever("bm25"))
+    assert prior.answer(Example("q", "review: x", []), []).text == ""
+
+
+def test_gold_is_never_in_the_prompt():
+    gold_marker = "GOLD-ANSWER-XYZ"
+    example = Example(id="q", input=LAMP5.format_input("we study parsing"), profile=[
+        {"title": "Parsing Study", "abstract": "parsing study text", "id": "1"}])
+    for name in ("zero-shot", "icl", "rag", "pag", "cot-rag"):
+        m, _ = method(name, task=LAMP5, answers=["A title"])
+        answer = m.answer(example, example.profile)
+        assert all(gold_marker not in p[-1]["content"] for p in answer.trace.prompts)
+
+
+def test_methods_need_what_they_use():
+    from personalign.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        build_method("rag", LAMP3, llm=None)
+    with pytest.raises(ConfigError, match="unknown method"):
+        build_method("no-such-method", LAMP3)
