@@ -32,7 +32,7 @@ test: setup
 	$(PY) -m pytest -q -ra
 
 bench: setup
-	$(PY) bench/retrieval_latency.py
+	$(PY) bench/bench.py
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -33,11 +33,44 @@ def quiet_stderr(enabled: bool = True) -> Iterator[None]:
         os.close(saved)
 
 
+QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "f16": "LLAMA_FTYPE_MOSTLY_F16", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
+
+
+def requantized(path: Path, quant: str, cache_dir: Path | None = None) -> Path:
+    """A copy of a GGUF model converted to ``quant`` (made once, then reused from the cache).
+
+    On x86 CPUs llama.cpp has fast matrix kernels for Q8_0/F16/Q4_0 but not for Q4_1, so the
+    bundled Q4_1 SmolLM2 processes prompts about 1.6x faster as Q8_0 (which holds Q4_1 values
+    almost exactly).
+    """
+    import ctypes
+
+    import llama_cpp
+
+    if quant not in QUANT_TYPES:
+        raise ConfigError(f"unknown quant '{quant}'; choose from: {', '.join(QUANT_TYPES)}")
+    folder = cache_dir or Path(os.environ.get("PERSONALIGN_MODEL_CACHE", Path.home() / ".cache" / "personalign" / "models"))
+    target = folder / f"{path.stem}.{quant}.gguf"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize, params.nthread = getattr(llama_cpp, QUANT_TYPES[quant]), True, os.cpu_count()
+    partial = target.with_suffix(".partial")
+    with quiet_stderr():
+        status = llama_cpp.llama_model_quantize(str(path).encode(), str(partial).encode(), ctypes.byref(params))
+    if status != 0:
+        partial.unlink(missing_ok=True)
+        raise BackendError(f"cannot convert {path} to {quant} (llama.cpp status {status})")
+    partial.replace(target)
+    return target
+
+
 class LlamaCppLLM(LLM):
     """A GGUF chat model run by llama.cpp; the chat template comes from the GGUF metadata."""
 
     def __init__(self, arg: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
-                 n_batch: int = 512, verbose: bool = False):
+                 n_batch: int = 512, quant: str | None = None, verbose: bool = False):
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -45,6 +78,8 @@ class LlamaCppLLM(LLM):
         path = Path(arg or default_gguf_path()).expanduser()
         if not path.is_file():
             raise BackendError(f"GGUF model file not found: {path}")
+        if quant:
+            path = requantized(path, quant)
         try:
             with quiet_stderr(not verbose):
                 self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),

@@ -110,8 +110,11 @@ def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, 
                    {"examples": len(examples), "status": "running"})
     if llm is None and any(_needs_llm(m) for m in config.methods):
         llm = get_llm(config.llm, cache_path=Path(config.cache_dir) / "llm.sqlite", **config.llm_options)
+    metrics_path = config.run_dir / "metrics.json"
+    earlier = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     results = {name: run_method(name, config, examples, golds, llm) for name in config.methods}
-    (config.run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    results = {**{k: v for k, v in earlier.items() if k not in results}, **results}  # methods accumulate per run dir
+    metrics_path.write_text(json.dumps(results, indent=2))
     table = results_table(results, list(task.metrics)) if golds else ""
     (config.run_dir / "results.md").write_text(f"## {task.name} ({config.split} split, {config.part})\n\n{table}\n")
     write_manifest(config.run_dir / "manifest.json", config, files_sha256(paths),

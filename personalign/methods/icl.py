@@ -1,13 +1,13 @@
 """ICL: a fixed number k of the user's most recent history items in the prompt."""
 
 from personalign.methods.base import Method
+from personalign.retrievers._util import recency_order
 from personalign.types import Answer, Trace
 
 
 def most_recent(profile, k):
     """The ``k`` newest items, newest first (by ``date`` when present, else by profile position)."""
-    order = sorted(range(len(profile)), key=lambda i: (str(profile[i].get("date") or ""), i), reverse=True)
-    return [profile[i] for i in order[:k]]
+    return [profile[i] for i in recency_order(profile)[:k]]
 
 
 class ICL(Method):

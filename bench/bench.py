@@ -1,6 +1,6 @@
-"""Retrieval latency on synthetic LaMP_3-style profiles (BM25 and dense), as a markdown report.
+"""Retrieval latency against profile size (BM25, dense) and end-to-end examples/s, as markdown.
 
-Usage: .venv/bin/python bench/retrieval_latency.py [--sizes 10,100,1000,10000] [--repeats 20]
+Usage: .venv/bin/python bench/bench.py [--sizes 10,100,1000,10000] [--repeats 20] [--e2e-examples 20]
 
 The report is a list of sections (``SECTIONS``); each is a function ``(args) -> Section`` that
 returns a titled table, so new measurements (e.g. end-to-end examples/sec) are one more function.
@@ -128,7 +128,38 @@ def dense_section(args: argparse.Namespace) -> Section:
     return Section("Dense retrieval latency", HEADER, rows, note)
 
 
-SECTIONS: list[Callable[[argparse.Namespace], Section]] = [bm25_section, dense_section]
+def end_to_end_section(args: argparse.Namespace) -> Section:
+    """Zero-shot and RAG (k=4) on the bundled SmolLM2 through llama.cpp, LLM cache off, LaMP_3 prompts."""
+    from personalign.backends import get_llm
+    from personalign.methods import build_method
+    from personalign.retrievers import get_retriever
+    from personalign.types import Example
+
+    reviews = Reviews(seed=3)
+    examples = [Example(id=str(i), input=TASK.format_input(reviews.text()), profile=reviews.profile(20))
+                for i in range(args.e2e_examples)]
+    rows = []
+    for threads in args.threads:
+        llm = get_llm("llamacpp", n_threads=threads)
+        llm.chat([{"role": "user", "content": "warm up"}])
+        for name, retriever in (("zero-shot", "bm25"), ("rag", "bm25"), ("rag", "dense")):
+            method = build_method(name, TASK, llm=llm, retriever=get_retriever(retriever))
+            method.answer(examples[0], examples[0].profile)  # loads the encoder, not timed
+            start, tokens = time.perf_counter(), 0
+            for example in examples:
+                trace = method.answer(example, example.profile).trace
+                tokens += trace.prompt_tokens + trace.completion_tokens
+            seconds = time.perf_counter() - start
+            label = name if name == "zero-shot" else f"{name} ({retriever}, k=4)"
+            rows.append([label, str(threads), str(len(examples)), f"{len(examples) / seconds:.2f}",
+                         f"{seconds / len(examples):.2f}", f"{tokens / len(examples):.0f}"])
+    header = ["method", "llama.cpp threads", "examples", "examples/s", "s/example", "tokens/example (prompt+completion)"]
+    note = ("SmolLM2-135M-Instruct Q4_1, greedy, max 10 new tokens (LaMP_3), synthetic 20-item profiles; "
+            "one process. With 2 cores, two 1-thread processes give about twice the 1-thread throughput.")
+    return Section("End-to-end throughput (LaMP_3 prompts)", header, rows, note)
+
+
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [bm25_section, dense_section, end_to_end_section]
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -163,8 +194,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000,10000", help="comma-separated profile sizes")
     parser.add_argument("--repeats", type=int, default=20, help="warm queries per size")
+    parser.add_argument("--e2e-examples", type=int, default=20, help="questions per end-to-end measurement")
+    parser.add_argument("--threads", default="1,2", help="llama.cpp thread counts for the end-to-end section")
+    parser.add_argument("--only", default="", help="comma-separated section names to run (bm25,dense,end_to_end)")
     args = parser.parse_args(argv)
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
+    args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
     return args
 
 
@@ -174,8 +209,10 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     print(f"Run on {datetime.date.today().isoformat()}\n")
     print(environment() + "\n")
+    wanted = {name.strip() for name in args.only.split(",") if name.strip()}
     for section in SECTIONS:
-        print(section(args).markdown() + "\n", flush=True)
+        if not wanted or section.__name__.removesuffix("_section") in wanted:
+            print(section(args).markdown() + "\n", flush=True)
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"Total benchmark time: {time.perf_counter() - start:.0f} s; load average at end: {load}")
 
