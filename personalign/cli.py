@@ -26,6 +26,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=4, help="history items per prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=".cache/personalign", help="LLM, embedding and summary caches")
+    parser.add_argument("--reflection", help="RPO reflection model: trained folder, .gguf, backend spec, or 'bundled'")
 
 
 def _llm_options(text: str) -> dict:
@@ -54,12 +55,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     file_config = yaml.safe_load(Path(args.config).read_text()) if args.config else {}
     method_config = _method_config(args, file_config.pop("method", {}))
+    method_options = file_config.pop("method_options", {})
+    if args.reflection:
+        for name in _csv(args.methods):
+            if name.split("@")[0] == "rpo":
+                method_options.setdefault(name, {})["reflection"] = args.reflection
     combined = []
     for task_name in _csv(args.task):
         config = EvalConfig(
             data=args.data, task=task_name, methods=_csv(args.methods), split=args.split, part=args.part,
             retriever=args.retriever, llm=args.llm, limit=args.limit, seed=args.seed, out=args.out,
-            cache_dir=args.cache_dir, llm_options=_llm_options(args.llm_options), method=method_config, method_options=file_config.pop("method_options", {}),
+            cache_dir=args.cache_dir, llm_options=_llm_options(args.llm_options), method=method_config, method_options=method_options,
         )
         results = run_eval(config)
         print((config.run_dir / "results.md").read_text())
@@ -85,10 +91,11 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     profile = read_history(args.history)
     task = get_task(args.task) if args.task else infer_task(profile)
     cache = Path(args.cache_dir)
-    method_cls = registry.load("methods", args.method)
+    method_cls = registry.load("methods", args.method.split("@")[0])
     llm = get_llm(args.llm, cache_path=cache / "llm.sqlite", **_llm_options(args.llm_options)) if method_cls.needs_llm else None
+    options = {"reflection": args.reflection} if args.reflection and args.method.split("@")[0] == "rpo" else {}
     method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever, seed=args.seed, cache_dir=cache),
-                          config=_method_config(args, {}), cache_dir=cache)
+                          config=_method_config(args, {}), cache_dir=cache, **options)
     example = Example(id="query", input=task.format_input(args.query), profile=profile)
     answer = method.answer(example, profile)
     if args.json:
@@ -145,6 +152,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         results[task_name] = json.loads(path.read_text())
         metrics[task_name] = list(get_task(task_name).metrics)
     print(cross_task_table(results, metrics, tuple(_csv(args.extra))))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from personalign.rpo.config import config_dict, load_config
+    from personalign.rpo.pipeline import run_stage
+
+    config = load_config(args.config, {"task": args.task, "data": args.data, "split": args.split, "out": args.out})
+    print(f"RPO {args.stage} for {config.task} ({config.split} split) -> {Path(config.out) / config.task / args.stage}")
+    summary = run_stage(args.stage, config, args.cache_dir)
+    print(json.dumps({"stage": args.stage, "summary": summary, "config": config_dict(config)[args.stage]}, indent=2))
     return 0
 
 
@@ -207,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--part", default="dev", choices=["train", "dev", "test"])
     rp.add_argument("--extra", default="", help="extra columns per task, e.g. fallback_rate,s/ex")
     rp.set_defaults(func=cmd_report)
+
+    tr = sub.add_parser("train", help="train a method's models (RPO: trajectories, then sft, then rl)")
+    tr.add_argument("method", choices=["rpo"])
+    tr.add_argument("stage", choices=["trajectories", "sft", "rl"])
+    tr.add_argument("--config", help="YAML with every hyperparameter (see configs/rpo/)")
+    tr.add_argument("--data", help="LaMP-format data folder (overrides the config)")
+    tr.add_argument("--task", help="task name (overrides the config)")
+    tr.add_argument("--split", choices=["user", "time"], help="(overrides the config)")
+    tr.add_argument("--out", help="output folder (overrides the config)")
+    tr.add_argument("--cache-dir", default=".cache/personalign")
+    tr.set_defaults(func=cmd_train)
 
     ls = sub.add_parser("list", help="list tasks, methods, retrievers and backends")
     ls.set_defaults(func=cmd_list)

@@ -30,10 +30,18 @@ def default_gguf_path() -> str:
 
 
 def model_file_id(path: str | Path) -> str:
-    """``<file name>@<12 hex>``: a cheap stable identity of a model file (its name and size)."""
+    """``<name>@<12 hex>``: a cheap stable identity of a model file (name and size) or folder.
+
+    A folder's identity covers every file's relative path, size and modification time, so a model
+    retrained into the same folder never reuses cached answers of the old weights.
+    """
     path = Path(path)
-    digest = hashlib.sha256(f"{path.stat().st_size}:{path.name}".encode()).hexdigest()[:12]
-    return f"{path.name}@{digest}"
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        key = ";".join(f"{p.relative_to(path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    else:
+        key = f"{path.stat().st_size}:{path.name}"
+    return f"{path.name}@{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def get_llm(spec: str, cache_path: str | Path | None = None, **options) -> LLM:

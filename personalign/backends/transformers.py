@@ -22,7 +22,7 @@ def _load(arg: str, dtype: Any) -> tuple[Any, Any, str]:
     if path.suffix == ".gguf":
         where, extra, ident = str(path.parent), {"gguf_file": path.name}, model_file_id(path)
     else:
-        where, extra, ident = (str(path), {}, path.name) if path.exists() else (arg, {}, arg)
+        where, extra, ident = (str(path), {}, model_file_id(path)) if path.exists() else (arg, {}, arg)
     local = {"local_files_only": True} if path.exists() else {}  # never reach for the network for a local path
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **extra, **local)

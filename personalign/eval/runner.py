@@ -125,5 +125,6 @@ def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, 
 
 def _needs_llm(name: str) -> bool:
     from personalign import registry
+    from personalign.methods import base_name
 
-    return registry.load("methods", name).needs_llm
+    return registry.load("methods", base_name(name)).needs_llm

@@ -11,6 +11,11 @@ from personalign.retrievers.base import Retriever
 from personalign.tasks.spec import TaskSpec
 
 
+def base_name(name: str) -> str:
+    """The registered method name of a possibly labelled name (``rpo@sft`` -> ``rpo``)."""
+    return name.split("@", 1)[0]
+
+
 def build_method(
     name: str,
     task: TaskSpec,
@@ -20,6 +25,10 @@ def build_method(
     cache_dir: str | Path | None = None,
     **options: object,
 ) -> Method:
-    """Instantiate the method registered under ``name`` (``options`` go to its constructor)."""
-    cls = registry.load("methods", name)
+    """Instantiate the method registered under ``name`` (``options`` go to its constructor).
+
+    ``name`` may carry a label after ``@`` (``rpo@sft``) so one method can appear in a results table
+    several times with different options; the label only names the row.
+    """
+    cls = registry.load("methods", base_name(name))
     return cls(task=task, llm=llm, retriever=retriever, config=config or MethodConfig(), cache_dir=cache_dir, **options)

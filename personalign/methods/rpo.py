@@ -1,0 +1,69 @@
+"""RPO inference: base answer (black box) -> retrieval with q ⊕ A_base -> reflection model rewrites.
+
+Options (``method_options`` in an eval config, or ``--reflection`` on the CLI):
+``reflection`` — the reflection model: a trained folder (transformers), a ``.gguf`` file
+(llama.cpp), a backend spec such as ``llamacpp:/x.gguf``, or ``bundled`` (untrained SmolLM2);
+``demos`` — a ``trajectories.jsonl`` whose first ``num_demos`` accepted trajectories are shown as
+few-shot examples (the "RAG w/ ICL" ablation); ``reflection_max_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from personalign.backends import get_llm
+from personalign.backends.base import LLM
+from personalign.methods.base import Method
+from personalign.rpo.prompts import parse_reflection, reflection_messages
+from personalign.tasks.parsing import parse_output
+from personalign.types import Answer, GenParams, Messages, Trace
+
+
+def reflection_spec(reflection: str) -> str:
+    """Turn a path or name into a backend spec: folders use transformers, ``.gguf`` files llama.cpp."""
+    if reflection == "bundled":
+        return "llamacpp"
+    if ":" in reflection and not Path(reflection).exists():
+        return reflection
+    return f"llamacpp:{reflection}" if reflection.endswith(".gguf") else f"transformers:{reflection}"
+
+
+def load_demos(path: str | Path, count: int) -> Messages:
+    """Few-shot chat turns from the first ``count`` accepted trajectories."""
+    turns: Messages = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if row.get("accepted") and len(turns) < 2 * count:
+                turns += [row["messages"][-1], {"role": "assistant", "content": row["target"]}]
+    return turns
+
+
+class RPO(Method):
+    """Generate with the base model, then rewrite with the reflection model; fall back to A_base."""
+
+    def __init__(self, *args, reflection: str = "bundled", reflection_llm: LLM | None = None,
+                 demos: str | None = None, num_demos: int = 2, reflection_max_tokens: int = 160, **kwargs):
+        super().__init__(*args, **kwargs)
+        cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
+        self.reflection_llm = reflection_llm or get_llm(reflection_spec(reflection), cache_path=cache)
+        self.demos = load_demos(demos, num_demos) if demos else []
+        self.reflection_max_tokens = reflection_max_tokens
+
+    def answer(self, example, profile):
+        trace = Trace()
+        base_raw = self.ask(example.input, trace)
+        base = self.parse(base_raw) or base_raw.strip()
+        items = self.retrieve(example, profile, trace, base_answer=base)
+        messages = self.demos + reflection_messages(self.task, example.input, base, items, self.config.item_max_words)
+        completion = self.reflection_llm.chat(messages, GenParams(max_tokens=self.reflection_max_tokens,
+                                                                  temperature=0.0, seed=self.config.seed))
+        trace.record_call(messages, completion)
+        parsed = parse_reflection(completion.text)
+        trace.extra.update(base_answer=base, fallback=parsed is None, thinking=parsed[0] if parsed else "")
+        final = parse_output(self.task, parsed[1]) if parsed else base
+        return Answer(final, trace)
+
+
+PLUGIN = RPO

@@ -1,0 +1,1 @@
+"""RPO (Reflective Personalization Optimization): generate, then rewrite with a trained reflection model."""

@@ -1,0 +1,41 @@
+"""REINFORCE++-baseline advantages (OpenRLHF ``reinforce_baseline``), exactly.
+
+1. r~ = r - mean of the prompt's group of n samples.
+2. Per-token rewards: -beta * KL_t at every completion token, plus r~ on the last token.
+3. Returns with gamma = 1: A_t = sum over t' >= t of r_t'.
+4. Whiten A over every completion token of the batch (masked mean and std).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def group_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Rewards minus their group mean; ``rewards`` is flat, grouped in consecutive runs of ``group_size``."""
+    grouped = rewards.view(-1, group_size)
+    return (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
+
+
+def token_returns(centered: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Reward-to-go per token: r~ on each sequence's last real token, -beta*KL on every token."""
+    mask = mask.to(kl.dtype)
+    rewards = -beta * kl * mask
+    last = (mask.cumsum(dim=1) == mask.sum(dim=1, keepdim=True)) & (mask > 0)
+    rewards = rewards + last.to(kl.dtype) * centered.unsqueeze(1)
+    return torch.flip(torch.cumsum(torch.flip(rewards, [1]), dim=1), [1]) * mask
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(values - mean) / std over the masked tokens of the whole batch."""
+    mask = mask.to(values.dtype)
+    count = mask.sum().clamp(min=1.0)
+    mean = (values * mask).sum() / count
+    var = (((values - mean) ** 2) * mask).sum() / count
+    return (values - mean) * torch.rsqrt(var + eps) * mask
+
+
+def reinforce_pp_baseline(rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, group_size: int,
+                          beta: float) -> torch.Tensor:
+    """Token advantages for a batch of ``B * group_size`` sampled completions."""
+    return whiten(token_returns(group_baseline(rewards, group_size), kl, mask, beta), mask)

@@ -1,0 +1,112 @@
+"""Every RPO hyperparameter, in one dataclass tree loadable from YAML (defaults follow the paper)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from personalign.errors import ConfigError
+
+
+@dataclass
+class TrajectoryConfig:
+    base_llm: str = "llamacpp"             # the black-box base model that writes A_base
+    base_llm_options: dict[str, Any] = field(default_factory=dict)
+    teacher_llm: str = "llamacpp"          # any backend; an API model when one is given
+    teacher_llm_options: dict[str, Any] = field(default_factory=dict)
+    teacher_samples: int = 4               # teacher tries per example before giving up
+    teacher_temperature: float = 0.7
+    teacher_max_tokens: int = 160
+    retriever: str = "bm25"
+    max_examples: int | None = 400
+    rouge_threshold: float = 0.5           # consistency filter for text tasks
+    max_think_words: int = 80              # brevity filter
+    template_fallback: bool = True         # use the template teacher when the LLM teacher fails every try
+    item_max_words: int = 40
+    seed: int = 0
+
+
+@dataclass
+class SFTConfig:
+    model: str = "bundled"                 # "bundled" SmolLM2 GGUF, a GGUF path, or an HF folder/name
+    epochs: float = 1.0
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 5e-6
+    warmup_ratio: float = 0.05
+    max_length: int = 2048
+    shots: int = 1                         # top-1 history example during SFT (paper)
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    seed: int = 0
+
+
+@dataclass
+class RLConfig:
+    samples_per_prompt: int = 16
+    temperature: float = 1.0
+    top_p: float = 0.9
+    max_new_tokens: int = 96
+    beta: float = 0.01                     # KL coefficient to the frozen SFT policy
+    kl_mode: str = "reward"                # "reward" (per-token -beta*KL, k1) or "loss" (k2 KL loss)
+    clip_eps: float = 0.2
+    learning_rate: float = 5e-7
+    prompts_per_step: int = 2
+    updates_per_batch: int = 1
+    epochs: int = 5                        # curriculum epochs
+    prompts_per_epoch: int | None = 16
+    k_min: int = 2
+    k_max: int = 6
+    epochs_per_step: int = 1               # E_step
+    fixed_k: int | None = None             # fixed-shot ablation (k=2, 4, 6)
+    format_penalty: float = -1.0
+    max_prompt_tokens: int = 1024
+    save_every: int = 10
+    seed: int = 0
+
+
+@dataclass
+class RPOConfig:
+    task: str = "LaMP_3"
+    data: str = "../shared/data/reallamp"
+    split: str = "user"
+    out: str = "runs/rpo"
+    trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    skip_sft: bool = False                 # ablation: RPO without SFT (RL from the untrained model)
+    skip_rl: bool = False                  # ablation: RPO without RL
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if callable(known[name].default_factory) else None  # type: ignore[misc]
+        kwargs[name] = _build(type(default), value or {}, f"{where}.{name}") if is_dataclass(default) else value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RPOConfig:
+    """An RPOConfig from a YAML file (missing keys keep their defaults), then top-level overrides."""
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config must be a YAML mapping")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(RPOConfig, values, str(path or "config"))
+
+
+def config_dict(config: RPOConfig) -> dict[str, Any]:
+    return asdict(config)

@@ -1,0 +1,95 @@
+"""``personalign train rpo trajectories|sft|rl``: each stage reads the previous stage's output folder.
+
+Layout under ``<out>/<task>/``: ``trajectories/`` (trajectories.jsonl, rl_prompts.jsonl, stats.json),
+``sft/`` (model/, sft_log.jsonl), ``rl/`` (model/, rl_log.jsonl, checkpoint/). Every stage writes a
+``manifest.json`` with the full config, the data hash and the git revision.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from personalign.backends import get_llm
+from personalign.data.lamp_io import files_sha256, find_split_files, load_split
+from personalign.errors import ConfigError
+from personalign.manifest import write_manifest
+from personalign.retrievers import get_retriever
+from personalign.rpo.config import RPOConfig
+from personalign.tasks import get_task
+
+STAGES = ("trajectories", "sft", "rl")
+
+
+def stage_dir(config: RPOConfig, stage: str) -> Path:
+    return Path(config.out) / config.task / stage
+
+
+def _data_hash(config: RPOConfig) -> str:
+    return files_sha256([p for p in find_split_files(config.data, config.task, config.split, "train") if p])
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist: run the earlier stage first")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_trajectories(config: RPOConfig, cache_dir: str = ".cache/personalign") -> dict[str, Any]:
+    from personalign.rpo.trajectories import generate_trajectories
+
+    task = get_task(config.task)
+    tc = config.trajectories
+    examples, golds = load_split(config.data, task, config.split, "train")
+    if golds is None:
+        raise ConfigError(f"{config.task} {config.split} train split has no outputs file (golds are needed)")
+    if tc.max_examples is not None and tc.max_examples < len(examples):
+        examples = random.Random(tc.seed).sample(examples, tc.max_examples)
+    cache = Path(cache_dir) / "llm.sqlite"
+    base = get_llm(tc.base_llm, cache_path=cache, **tc.base_llm_options)
+    teacher = None if tc.teacher_llm == "template" else get_llm(tc.teacher_llm, cache_path=cache, **tc.teacher_llm_options)
+    out = stage_dir(config, "trajectories")
+    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "trajectories", "status": "running"})
+    stats = generate_trajectories(task, examples, golds, base, teacher, get_retriever(tc.retriever, seed=tc.seed),
+                                  tc, out, k_max=config.rl.k_max)
+    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "trajectories", "status": "done", "stats": stats})
+    return stats
+
+
+def run_sft(config: RPOConfig) -> dict[str, Any]:
+    from personalign.rpo.sft import train_sft
+
+    rows = [r for r in _read_jsonl(stage_dir(config, "trajectories") / "trajectories.jsonl") if r["accepted"]]
+    if not rows:
+        raise ConfigError("no accepted trajectories to train on")
+    out = stage_dir(config, "sft")
+    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "sft", "status": "running"})
+    summary = train_sft(config, rows, out)
+    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "sft", "status": "done", "summary": summary})
+    return summary
+
+
+def run_rl(config: RPOConfig) -> dict[str, Any]:
+    from personalign.rpo.rl import RLPrompt, train_rl
+
+    rows = _read_jsonl(stage_dir(config, "trajectories") / "rl_prompts.jsonl")
+    prompts = [RLPrompt(id=r["id"], task_input=r["task_input"], base_answer=r["base_answer"], items=r["items"],
+                        gold=r["gold"]) for r in rows]
+    init = config.sft.model if config.skip_sft else stage_dir(config, "sft") / "model"
+    out = stage_dir(config, "rl")
+    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "rl", "status": "running", "init": str(init)})
+    summary = train_rl(config, prompts, init, out, item_max_words=config.trajectories.item_max_words)
+    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "rl", "status": "done", "summary": summary})
+    return summary
+
+
+def run_stage(stage: str, config: RPOConfig, cache_dir: str = ".cache/personalign") -> dict[str, Any]:
+    if stage == "trajectories":
+        return run_trajectories(config, cache_dir)
+    if stage == "sft":
+        return run_sft(config)
+    if stage == "rl":
+        return run_rl(config)
+    raise ConfigError(f"unknown RPO stage '{stage}'; choose from: {', '.join(STAGES)}")

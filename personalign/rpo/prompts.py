@@ -1,0 +1,79 @@
+"""RPO's reflection and teacher prompts, and the ``<think>…</think><personalized>…</personalized>`` format.
+
+The reflection prompt never contains the gold answer: only the query, the base answer and the
+user's retrieved history. The teacher prompt (trajectory generation only) does contain it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from personalign.tasks.spec import TaskSpec
+from personalign.types import Messages, ProfileItem
+
+_GUIDANCE = {
+    "classification": (
+        "Study how this user assigns labels in their past examples: which themes and cues make them choose "
+        "each label, and how they separate similar labels. Then decide whether the initial label fits this "
+        "user's habits, and change it if it does not. Answer with exactly one label from the allowed list."
+    ),
+    "rating": (
+        "Study this user's past reviews and scores to infer how lenient or harsh they are, what they care "
+        "about, and how their wording maps to scores. Then adjust the initial score to the score this user "
+        "would give. Answer with a single number from 1 to 5."
+    ),
+    "generation": (
+        "Study the style of this user's past examples: length, wording, capitalisation, punctuation, tone "
+        "and structure. Then rewrite the initial answer so it keeps its content but reads as if this user "
+        "wrote it. Do not copy content from the examples."
+    ),
+}
+FORMAT = (
+    "Think briefly inside <think>...</think>, linking the user's examples to concrete changes, then give "
+    "only the final answer inside <personalized>...</personalized>."
+)
+_TAGS = re.compile(r"<think>(.*?)</think>\s*<personalized>(.*?)</personalized>", re.DOTALL | re.IGNORECASE)
+
+
+def reflection_prompt(task: TaskSpec, task_input: str, base_answer: str, items: Sequence[ProfileItem],
+                      item_max_words: int | None = 40) -> str:
+    """The reflection model's prompt: guidance, the user's retrieved history, the query, the base answer."""
+    history = "\n".join(f"- {task.render_item(item, item_max_words)}" for item in items) or "- (no history)"
+    return (
+        f"You will receive a user's query, an initial response and examples from this user's history. "
+        f"{_GUIDANCE[task.kind]} {FORMAT}\n\nUser history:\n{history}\n\nUser query: {task_input}\n\n"
+        f"Initial response: {base_answer.strip()}"
+    )
+
+
+def reflection_messages(task: TaskSpec, task_input: str, base_answer: str, items: Sequence[ProfileItem],
+                        item_max_words: int | None = 40) -> Messages:
+    return [{"role": "user", "content": reflection_prompt(task, task_input, base_answer, items, item_max_words)}]
+
+
+def teacher_messages(task: TaskSpec, task_input: str, base_answer: str, item: ProfileItem | None, gold: str,
+                     item_max_words: int | None = 60) -> Messages:
+    """Ask a teacher to explain, from one history item, how the base answer becomes the user's real answer."""
+    example = task.render_item(item, item_max_words) if item else "(no history)"
+    prompt = (
+        "A user's query was answered generically, and we know the answer this user actually gave. Using the "
+        "user's past example, explain in two or three sentences which traits of the user lead from the initial "
+        "response to their answer, as concrete rewriting steps. Do not mention that you were told the answer.\n"
+        f"{FORMAT}\n\nUser's past example: {example}\n\nUser query: {task_input}\n\n"
+        f"Initial response: {base_answer.strip()}\n\nThe user's actual answer: {gold.strip()}"
+    )
+    return [{"role": "user", "content": prompt}]
+
+
+def parse_reflection(text: str) -> tuple[str, str] | None:
+    """``(thinking, answer)`` from a well-formed output, else None (the caller falls back)."""
+    match = _TAGS.search(text)
+    if not match or not match.group(2).strip():
+        return None
+    return match.group(1).strip(), match.group(2).strip()
+
+
+def format_reflection(thinking: str, answer: str) -> str:
+    """The training target for one trajectory."""
+    return f"<think>{thinking.strip()}</think><personalized>{answer.strip()}</personalized>"

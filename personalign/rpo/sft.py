@@ -1,0 +1,130 @@
+"""RPO stage 1: supervised fine-tuning of the reflection model on teacher trajectories (TRL ``SFTTrainer``).
+
+Each trajectory is ``{"messages": <reflection prompt, no gold>, "target": "<think>…</think><personalized>…</personalized>"}``.
+It becomes TRL's conversational prompt-completion record, so the loss covers the completion only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from personalign.backends import shorten_messages
+from personalign.errors import ConfigError
+from personalign.rpo.config import RPOConfig
+from personalign.rpo.model_io import load_trainable, save_model
+from personalign.types import Messages
+
+_SAVE_FRACTION = 0.25  # checkpoint every quarter of the run (only the latest is kept)
+
+
+def sft_records(trajectories: list[dict], tokenizer: Any, max_length: int | None) -> list[dict]:
+    """TRL prompt-completion records; prompts are shortened (middle cut) so that prompt + target fit ``max_length``."""
+    records = []
+    for i, trajectory in enumerate(trajectories):
+        messages, target = trajectory.get("messages"), trajectory.get("target")
+        if not isinstance(messages, list) or not messages or not isinstance(target, str) or not target.strip():
+            raise ConfigError(f"trajectory {i}: needs a non-empty 'messages' list and a 'target' string")
+        completion = [{"role": "assistant", "content": target}]
+        if max_length:
+            messages = shorten_messages(messages, lambda ms: _count(tokenizer, ms + completion), max_length)
+        records.append({"prompt": messages, "completion": completion})
+    return records
+
+
+def _count(tokenizer: Any, messages: Messages) -> int:
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _sft_args(config: RPOConfig, checkpoints: Path) -> Any:
+    from trl import SFTConfig
+
+    sft = config.sft
+    if not 0.0 <= sft.warmup_ratio < 1.0:
+        raise ConfigError(f"sft.warmup_ratio must be in [0, 1), got {sft.warmup_ratio}")
+    if sft.batch_size < 1 or sft.gradient_accumulation_steps < 1 or sft.epochs <= 0:
+        raise ConfigError("sft.batch_size, sft.gradient_accumulation_steps and sft.epochs must be positive")
+    cuda = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=sft.epochs,
+        per_device_train_batch_size=sft.batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=sft.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        max_length=sft.max_length,
+        completion_only_loss=True,
+        seed=sft.seed,
+        data_seed=sft.seed,
+        use_cpu=not cuda,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        fp16=False,
+        gradient_checkpointing=False,  # small models: speed over memory
+        logging_steps=1,
+        report_to=[],
+        save_strategy="steps",
+        save_steps=_SAVE_FRACTION,
+        save_total_limit=1,
+        disable_tqdm=True,
+    )
+
+
+def build_sft_trainer(config: RPOConfig, trajectories: list[dict], out_dir: Path) -> Any:
+    """The configured TRL ``SFTTrainer`` (exposed for tests that inspect the tokenized training data)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    if not trajectories:
+        raise ConfigError("SFT needs at least one trajectory")
+    sft = config.sft
+    model, tokenizer = load_trainable(sft.model)
+    peft_config = None
+    if sft.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=sft.lora_r, lora_alpha=sft.lora_alpha, lora_dropout=0.05,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
+    dataset = Dataset.from_list(sft_records(trajectories, tokenizer, sft.max_length))
+    return SFTTrainer(model=model, args=_sft_args(config, Path(out_dir) / "checkpoints"), train_dataset=dataset,
+                      processing_class=tokenizer, peft_config=peft_config)
+
+
+def train_sft(config: RPOConfig, trajectories: list[dict], out_dir: Path, resume: bool = True) -> dict:
+    """Fine-tune ``config.sft.model`` on ``trajectories``; the model goes to ``out_dir/model``, a summary is returned."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = build_sft_trainer(config, trajectories, out_dir)
+    checkpoints = Path(trainer.args.output_dir)
+    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - start
+    save_model(trainer.model, trainer.processing_class, out_dir / "model")
+
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    with (out_dir / "sft_log.jsonl").open("w") as log:
+        for entry in history:
+            row = {"step": entry.get("step"), "epoch": entry.get("epoch"), "loss": entry.get("loss"),
+                   "lr": entry.get("learning_rate"), "grad_norm": entry.get("grad_norm"),
+                   "num_tokens": entry.get("num_tokens"), "token_accuracy": entry.get("mean_token_accuracy")}
+            log.write(json.dumps(row) + "\n")
+    tokens = int(getattr(trainer, "_total_train_tokens", 0))  # tokens seen in this call (prompt + completion)
+    return {
+        "steps": int(trainer.state.global_step),
+        "examples": len(trajectories),
+        "final_loss": history[-1]["loss"] if history else None,
+        "train_loss": result.training_loss,
+        "seconds": round(seconds, 2),
+        "tokens": tokens,
+        "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+        "resumed_from": last,
+        "model": str(out_dir / "model"),
+    }

@@ -1,0 +1,126 @@
+"""Trajectory data for RPO: base answers, teacher rewriting trajectories, filters and statistics.
+
+For every training question: the black-box base model answers the plain task prompt (A_base);
+retrieval uses q ⊕ A_base; a teacher sees q, A_base, the top-1 history item and the gold answer
+and writes ``<think>…</think><personalized>…</personalized>``. Consistency and brevity filters
+decide what is kept. Stored as JSONL (one trajectory a line) plus ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from personalign.backends.base import LLM
+from personalign.eval.predictions import PredictionLog
+from personalign.retrievers.base import Retriever, build_query
+from personalign.rpo.config import TrajectoryConfig
+from personalign.rpo.filters import is_brief, is_consistent
+from personalign.rpo.prompts import format_reflection, parse_reflection, reflection_messages, teacher_messages
+from personalign.rpo.template_teacher import template_thinking
+from personalign.tasks.parsing import parse_output
+from personalign.tasks.spec import TaskSpec
+from personalign.types import Example, GenParams
+
+
+@dataclass
+class Trajectory:
+    """One SFT example: the reflection prompt (no gold) and its target, with provenance."""
+
+    id: str
+    messages: list[dict[str, str]]
+    target: str
+    gold: str
+    base_answer: str
+    item_ids: list[str]
+    teacher: str                      # "llm", "template" or "" when rejected
+    accepted: bool
+    reject_reason: str = ""
+    teacher_outputs: list[str] = field(default_factory=list)
+
+
+def base_answer(llm: LLM, task: TaskSpec, example: Example) -> str:
+    """A_base: the base model's parsed answer to the plain task prompt."""
+    completion = llm.chat([{"role": "user", "content": example.input}], GenParams(max_tokens=task.max_new_tokens))
+    return parse_output(task, completion.text) or completion.text.strip()
+
+
+def ranked_items(retriever: Retriever, task: TaskSpec, example: Example, answer: str, k: int) -> list[dict]:
+    """The user's top-k history items for the query joined with the base answer."""
+    return retriever.top_k(build_query(task, example.input, answer), example.profile, task, k)
+
+
+def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, items: list[dict], teacher: LLM | None,
+                    config: TrajectoryConfig) -> Trajectory:
+    """Ask the teacher (several tries), filter, and fall back to the template teacher when allowed."""
+    top = items[0] if items else None
+    outputs, reason = [], "no teacher"
+    for attempt in range(config.teacher_samples if teacher else 0):
+        params = GenParams(max_tokens=config.teacher_max_tokens, temperature=config.teacher_temperature,
+                           top_p=0.95, seed=config.seed + attempt)
+        text = teacher.chat(teacher_messages(task, example.input, answer, top, gold), params).text
+        outputs.append(text)
+        parsed = parse_reflection(text)
+        if parsed is None:
+            reason = "malformed"
+        elif not is_consistent(task, parsed[1], gold, config.rouge_threshold):
+            reason = "inconsistent"
+        elif not is_brief(parsed[0], config.max_think_words):
+            reason = "too long"
+        else:
+            return _accepted(task, example, gold, answer, top, parsed[0], "llm", outputs, config)
+    if config.template_fallback:
+        return _accepted(task, example, gold, answer, top, template_thinking(task, answer, top, gold), "template",
+                         outputs, config)
+    return Trajectory(example.id, [], "", gold, answer, [], "", False, reason, outputs)
+
+
+def _accepted(task, example, gold, answer, top, thinking, teacher, outputs, config) -> Trajectory:
+    messages = reflection_messages(task, example.input, answer, [top] if top else [], config.item_max_words)
+    return Trajectory(example.id, messages, format_reflection(thinking, gold), gold, answer,
+                      [str(top.get("id", ""))] if top else [], teacher, True, "", outputs)
+
+
+def generate_trajectories(task: TaskSpec, examples: list[Example], golds: dict[str, str], base_llm: LLM,
+                          teacher: LLM | None, retriever: Retriever, config: TrajectoryConfig, out_dir: Path,
+                          k_max: int = 6) -> dict[str, Any]:
+    """Write ``trajectories.jsonl`` (resumable), ``rl_prompts.jsonl`` and ``stats.json``; return the stats."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with PredictionLog(out_dir / "trajectories.jsonl") as log, PredictionLog(out_dir / "rl_prompts.jsonl") as prompts:
+        for example in tqdm([e for e in examples if e.id not in log], desc=f"{task.name} trajectories", unit="ex",
+                            file=sys.stderr, initial=sum(e.id in log for e in examples), total=len(examples)):
+            answer = base_answer(base_llm, task, example)
+            items = ranked_items(retriever, task, example, answer, k_max)
+            prompts.append({"id": example.id, "task_input": example.input, "base_answer": answer, "items": items,
+                            "gold": golds[example.id]})
+            log.append(asdict(make_trajectory(task, example, golds[example.id], answer, items, teacher, config)))
+        rows = [log.rows[e.id] for e in examples if e.id in log]
+    stats = trajectory_stats(rows)
+    (out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def trajectory_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Acceptance rates by teacher, rejection reasons and thinking length."""
+    accepted = [r for r in rows if r["accepted"]]
+    thinking = [len(parse_reflection(r["target"])[0].split()) for r in accepted if parse_reflection(r["target"])]
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if not r["accepted"]:
+            reasons[r["reject_reason"]] = reasons.get(r["reject_reason"], 0) + 1
+    n = max(len(rows), 1)
+    return {
+        "examples": len(rows),
+        "accepted": len(accepted),
+        "accepted_llm_teacher": sum(r["teacher"] == "llm" for r in rows),
+        "accepted_template_teacher": sum(r["teacher"] == "template" for r in rows),
+        "llm_teacher_acceptance_rate": sum(r["teacher"] == "llm" for r in rows) / n,
+        "rejected_by_reason": reasons,
+        "mean_thinking_words": sum(thinking) / max(len(thinking), 1),
+        "base_answer_equals_gold_rate": sum(r["base_answer"].strip() == r["gold"].strip() for r in rows) / n,
+    }

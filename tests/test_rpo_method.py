@@ -1,0 +1,111 @@
+"""RPO inference and trajectory data: output parsing, fallback, filters and no gold leakage (fake LLMs)."""
+
+import json
+
+from fakes import FakeHashLLM
+
+from personalign.methods import build_method
+from personalign.retrievers import get_retriever
+from personalign.rpo.config import TrajectoryConfig
+from personalign.rpo.filters import is_brief, is_consistent
+from personalign.rpo.prompts import format_reflection, parse_reflection, reflection_prompt
+from personalign.rpo.trajectories import generate_trajectories, make_trajectory
+from personalign.tasks import get_task
+from personalign.types import Example
+
+LAMP3, LAMP2, LAMP5 = get_task("LaMP_3"), get_task("LaMP_2"), get_task("LaMP_5")
+GOLD = "GOLD-SENTINEL-7"
+PROFILE = [{"text": f"review number {i} about strings", "score": str(1 + i % 5), "id": f"p{i}", "date": f"2020-0{i + 1}-01"}
+           for i in range(6)]
+EXAMPLE = Example(id="q1", input=LAMP3.format_input("strings sound great"), profile=PROFILE)
+
+
+def test_parse_reflection_well_formed_and_malformed():
+    assert parse_reflection("<think>lenient user</think><personalized> 5 </personalized>") == ("lenient user", "5")
+    assert parse_reflection("  <THINK>a\nb</THINK>\n<personalized>x</personalized> trailing") == ("a\nb", "x")
+    for bad in ("5", "<think>x</think>", "<personalized>5</personalized>", "<think>x</think><personalized> </personalized>",
+                "<think>x<personalized>5</personalized>"):
+        assert parse_reflection(bad) is None
+    assert parse_reflection(format_reflection(" t ", " a ")) == ("t", "a")
+
+
+def rpo(answers):
+    base, reflection = FakeHashLLM(["3"]), FakeHashLLM(answers)
+    method = build_method("rpo", LAMP3, llm=base, retriever=get_retriever("bm25"), reflection_llm=reflection)
+    return method, reflection
+
+
+def test_rpo_uses_the_reflection_answer_and_keeps_the_trace():
+    method, reflection = rpo(["<think>This user is lenient.</think><personalized>5</personalized>"])
+    answer = method.answer(EXAMPLE, PROFILE)
+    assert answer.text == "5"
+    trace = answer.trace
+    assert trace.extra["fallback"] is False and trace.extra["base_answer"] == "3"
+    assert trace.extra["thinking"] == "This user is lenient."
+    assert len(trace.retrieved_ids) == 4 and len(trace.prompts) == 2 and reflection.calls == 1
+    assert "Initial response: 3" in trace.prompts[1][-1]["content"]
+
+
+def test_rpo_falls_back_to_the_base_answer_when_malformed():
+    method, _ = rpo(["I think 5"])
+    answer = method.answer(EXAMPLE, PROFILE)
+    assert answer.text == "3" and answer.trace.extra["fallback"] is True
+
+
+def test_rpo_retrieval_uses_query_joined_with_base_answer():
+    method, _ = rpo(["<think>x</think><personalized>4</personalized>"])
+    seen = []
+    original = method.retriever.rank
+    method.retriever.rank = lambda query, profile, task: seen.append(query) or original(query, profile, task)
+    method.answer(EXAMPLE, PROFILE)
+    assert seen == ["strings sound great 3"]
+
+
+def test_gold_never_reaches_the_inference_or_training_prompt():
+    method, _ = rpo(["<think>x</think><personalized>4</personalized>"])
+    trace = method.answer(EXAMPLE, PROFILE).trace
+    assert all(GOLD not in m["content"] for prompt in trace.prompts for m in prompt)
+    teacher = FakeHashLLM([f"<think>short reason</think><personalized>{GOLD}</personalized>"])
+    papers = [{"title": "Parsing Tweets", "abstract": "we parse tweets", "id": "t1"}]
+    paper = Example(id="q5", input=LAMP5.format_input("we parse more tweets"), profile=papers)
+    row = make_trajectory(LAMP5, paper, GOLD, "base title", papers, teacher, TrajectoryConfig(rouge_threshold=0.5))
+    assert row.accepted and GOLD in row.target
+    assert all(GOLD not in m["content"] for m in row.messages)  # the SFT prompt has no gold, only the target
+
+
+def test_filters_reject_inconsistent_and_long_samples():
+    assert is_consistent(LAMP3, "4", "4") and is_consistent(LAMP3, "4 stars", "4")
+    assert not is_consistent(LAMP3, "5", "4") and not is_consistent(LAMP3, "great", "4")
+    assert is_consistent(LAMP2, "Comedy", "comedy") and not is_consistent(LAMP2, "action", "comedy")
+    assert is_consistent(LAMP5, "Neural parsing of tweets", "Neural Parsing of Tweets at Scale", rouge_threshold=0.5)
+    assert not is_consistent(LAMP5, "Something else", "Neural Parsing of Tweets", rouge_threshold=0.5)
+    assert is_brief("a b c", 3) and not is_brief("a b c d", 3) and not is_brief("", 3)
+
+
+def test_teacher_trajectories_are_filtered_and_fall_back_to_template_only_when_allowed():
+    inconsistent = FakeHashLLM(["<think>user likes it</think><personalized>1</personalized>"])
+    strict = TrajectoryConfig(teacher_samples=3, template_fallback=False)
+    rejected = make_trajectory(LAMP3, EXAMPLE, "5", "3", PROFILE[:1], inconsistent, strict)
+    assert not rejected.accepted and rejected.reject_reason == "inconsistent" and inconsistent.calls == 3
+    too_long = FakeHashLLM(["<think>" + "word " * 200 + "</think><personalized>5</personalized>"])
+    assert make_trajectory(LAMP3, EXAMPLE, "5", "3", PROFILE[:1], too_long, strict).reject_reason == "too long"
+    fallback = make_trajectory(LAMP3, EXAMPLE, "5", "3", PROFILE[:1], inconsistent, TrajectoryConfig(teacher_samples=1))
+    assert fallback.accepted and fallback.teacher == "template"
+    thinking, answer = parse_reflection(fallback.target)
+    assert answer == "5" and "higher" in thinking
+
+
+def test_generate_trajectories_writes_data_prompts_and_stats(tmp_path):
+    examples = [Example(id=f"q{i}", input=LAMP3.format_input(f"strings review {i}"), profile=PROFILE) for i in range(4)]
+    golds = {e.id: "4" for e in examples}
+    teacher = FakeHashLLM(["<think>The user rates strings well.</think><personalized>4</personalized>"])
+    stats = generate_trajectories(LAMP3, examples, golds, FakeHashLLM(["2"]), teacher, get_retriever("bm25"),
+                                  TrajectoryConfig(), tmp_path)
+    assert stats["examples"] == 4 and stats["accepted_llm_teacher"] == 4 and stats["llm_teacher_acceptance_rate"] == 1.0
+    prompts = [json.loads(line) for line in (tmp_path / "rl_prompts.jsonl").read_text().splitlines()]
+    assert len(prompts) == 4 and all(len(p["items"]) == 6 and p["base_answer"] == "2" for p in prompts)
+    assert json.loads((tmp_path / "stats.json").read_text()) == stats
+
+
+def test_reflection_prompt_for_ratings_asks_about_leniency():
+    assert "lenient or harsh" in reflection_prompt(LAMP3, EXAMPLE.input, "3", PROFILE[:2])
