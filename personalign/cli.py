@@ -82,6 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_personalize(args: argparse.Namespace) -> int:
     from personalign.backends import get_llm
+    from personalign.data.lamp_io import check_profile
     from personalign.history import read_history
     from personalign.methods import build_method
     from personalign.retrievers import get_retriever
@@ -90,6 +91,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 
     profile = read_history(args.history)
     task = get_task(args.task) if args.task else infer_task(profile)
+    profile = check_profile(profile, args.history, task)
     cache = Path(args.cache_dir)
     method_cls = registry.load("methods", args.method.split("@")[0])
     llm = get_llm(args.llm, cache_path=cache / "llm.sqlite", **_llm_options(args.llm_options)) if method_cls.needs_llm else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from personalign.data.lamp_io import check_profile
 from personalign.errors import DataError
 from personalign.types import ProfileItem
 
@@ -31,7 +32,4 @@ def read_history(path: str | Path) -> list[ProfileItem]:
         data = data.get("profile")
     if not isinstance(data, list):
         raise DataError(str(path), None, "profile", "expected a list of history items")
-    for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise DataError(str(path), index, None, f"expected an object, got {type(item).__name__}")
-    return data
+    return check_profile(data, path, None)

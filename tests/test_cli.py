@@ -27,6 +27,10 @@ def test_bad_history_file_gives_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert str(bad) in err and "record 1" in err
+    bad.write_text('[{"text": "ok", "score": "4", "id": "a"}, {"text": "no score", "id": "b"}]')
+    assert main(["personalize", "--history", str(bad), "--method", "user-prior", "--task", "LaMP_3", "q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "record 1 (id \"b\")" in err and "item.score" in err and "missing" in err
 
 
 def test_eval_and_report_on_the_example_users(tmp_path, capsys):

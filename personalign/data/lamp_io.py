@@ -132,6 +132,12 @@ def _profile_item(item: Any, where: Where, field: str, task: TaskSpec | None) ->
     return out
 
 
+def check_profile(items: list[Any], path: str | Path, task: TaskSpec | None) -> list[dict[str, Any]]:
+    """Validate a bare list of profile items (a user's history file) with the task's field rules."""
+    return [_profile_item(item, Where(path, _record(j, item.get("id") if isinstance(item, dict) else None)),
+                          "item", task) for j, item in enumerate(items)]
+
+
 def _question(obj: Any, index: int, path: Path, task: TaskSpec | None, seen: dict[str, int]) -> Example:
     where = Where(path, _record(index))
     if not isinstance(obj, dict):

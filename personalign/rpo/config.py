@@ -94,16 +94,31 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def read_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping; ``inherit: other.yaml`` (relative to this file) is read first and deep-merged under it."""
+    path = Path(path).resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: config inherits itself")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping")
+    parent = values.pop("inherit", None)
+    return _deep_merge(read_yaml(path.parent / parent, (*seen, path)), values) if parent else values
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RPOConfig:
     """An RPOConfig from a YAML file (missing keys keep their defaults), then top-level overrides."""
-    values: dict[str, Any] = {}
-    if path:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: a config must be a YAML mapping")
+    values = read_yaml(path) if path else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return _build(RPOConfig, values, str(path or "config"))
 

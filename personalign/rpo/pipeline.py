@@ -91,5 +91,6 @@ def run_stage(stage: str, config: RPOConfig, cache_dir: str = ".cache/personalig
     if stage == "sft":
         return run_sft(config)
     if stage == "rl":
-        return run_rl(config)
+        return {"skipped": "skip_rl is set (the RPO-without-RL ablation evaluates the SFT model)"} if config.skip_rl \
+            else run_rl(config)
     raise ConfigError(f"unknown RPO stage '{stage}'; choose from: {', '.join(STAGES)}")

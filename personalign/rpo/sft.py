@@ -1,12 +1,13 @@
 """RPO stage 1: supervised fine-tuning of the reflection model on teacher trajectories (TRL ``SFTTrainer``).
 
-Each trajectory is ``{"messages": <reflection prompt, no gold>, "target": "<think>…</think><personalized>…</personalized>"}``.
+A trajectory is ``{"messages": <reflection prompt, no gold>, "target": "<think>…</think><personalized>…</personalized>"}``.
 It becomes TRL's conversational prompt-completion record, so the loss covers the completion only.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from personalign.rpo.config import RPOConfig
 from personalign.rpo.model_io import load_trainable, save_model
 from personalign.types import Messages
 
-_SAVE_FRACTION = 0.25  # checkpoint every quarter of the run (only the latest is kept)
+_SAVE_FRACTION = 0.25  # checkpoint about every quarter of the run (only the latest is kept)
 
 
 def sft_records(trajectories: list[dict], tokenizer: Any, max_length: int | None) -> list[dict]:
@@ -41,15 +42,12 @@ def _count(tokenizer: Any, messages: Messages) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _sft_args(config: RPOConfig, checkpoints: Path) -> Any:
+def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
     from trl import SFTConfig
 
     sft = config.sft
-    if not 0.0 <= sft.warmup_ratio < 1.0:
-        raise ConfigError(f"sft.warmup_ratio must be in [0, 1), got {sft.warmup_ratio}")
-    if sft.batch_size < 1 or sft.gradient_accumulation_steps < 1 or sft.epochs <= 0:
-        raise ConfigError("sft.batch_size, sft.gradient_accumulation_steps and sft.epochs must be positive")
     cuda = torch.cuda.is_available()
+    total_steps = math.ceil(math.ceil(n_examples / sft.batch_size) / sft.gradient_accumulation_steps * sft.epochs)
     return SFTConfig(
         output_dir=str(checkpoints),
         num_train_epochs=sft.epochs,
@@ -65,11 +63,11 @@ def _sft_args(config: RPOConfig, checkpoints: Path) -> Any:
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         fp16=False,
-        gradient_checkpointing=False,  # small models: speed over memory
+        activation_checkpointing=False,  # small models: speed over memory
         logging_steps=1,
         report_to=[],
         save_strategy="steps",
-        save_steps=_SAVE_FRACTION,
+        save_steps=max(1, round(total_steps * _SAVE_FRACTION)),
         save_total_limit=1,
         disable_tqdm=True,
     )
@@ -80,9 +78,13 @@ def build_sft_trainer(config: RPOConfig, trajectories: list[dict], out_dir: Path
     from datasets import Dataset
     from trl import SFTTrainer
 
+    sft = config.sft
     if not trajectories:
         raise ConfigError("SFT needs at least one trajectory")
-    sft = config.sft
+    if not 0.0 <= sft.warmup_ratio < 1.0:
+        raise ConfigError(f"sft.warmup_ratio must be in [0, 1), got {sft.warmup_ratio}")
+    if sft.batch_size < 1 or sft.gradient_accumulation_steps < 1 or sft.epochs <= 0:
+        raise ConfigError("sft.batch_size, sft.gradient_accumulation_steps and sft.epochs must be positive")
     model, tokenizer = load_trainable(sft.model)
     peft_config = None
     if sft.lora:
@@ -91,7 +93,8 @@ def build_sft_trainer(config: RPOConfig, trajectories: list[dict], out_dir: Path
         peft_config = LoraConfig(r=sft.lora_r, lora_alpha=sft.lora_alpha, lora_dropout=0.05,
                                  target_modules="all-linear", task_type="CAUSAL_LM")
     dataset = Dataset.from_list(sft_records(trajectories, tokenizer, sft.max_length))
-    return SFTTrainer(model=model, args=_sft_args(config, Path(out_dir) / "checkpoints"), train_dataset=dataset,
+    args = _sft_args(config, Path(out_dir) / "checkpoints", len(dataset))
+    return SFTTrainer(model=model, args=args, train_dataset=dataset,
                       processing_class=tokenizer, peft_config=peft_config)
 
 

@@ -1,0 +1,196 @@
+"""RPO RL stage: REINFORCE++-baseline advantages (hand-worked), curriculum, rewards, and a tiny real run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from personalign.errors import ConfigError
+from personalign.rpo.advantages import group_baseline, reinforce_pp_baseline, token_returns, whiten
+from personalign.rpo.config import RLConfig, RPOConfig
+from personalign.rpo.curriculum import schedule, shots_for_epoch
+from personalign.rpo.rewards import task_reward
+from personalign.rpo.rl import RLPrompt, completion_mask, epoch_order, policy_loss, train_rl
+from personalign.tasks import get_task
+from personalign.tasks.metrics import rouge_scores
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared, oversubscribed CPU, 2 threads run ~10x slower than 1."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- advantages, worked by hand
+
+REWARDS = torch.tensor([1.0, 0.0, 0.5, 0.5])  # two prompts x group size 2
+MASK = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]])  # completion lengths 3, 2, 1, 3
+KL = torch.tensor([[0.1, 0.2, 0.3], [0.4, -0.2, 9.0], [0.5, 9.0, 9.0], [0.0, 0.1, -0.1]])  # 9.0 = masked out
+
+
+def test_group_baseline_subtracts_each_groups_mean():
+    # group 1: mean 0.5 -> [0.5, -0.5]; group 2: mean 0.5 -> [0, 0]
+    assert torch.allclose(group_baseline(REWARDS, 2), torch.tensor([0.5, -0.5, 0.0, 0.0]))
+
+
+def test_token_returns_with_beta_zero_broadcast_the_centered_reward():
+    returns = token_returns(torch.tensor([0.5, -0.5, 0.0, 0.0]), KL, MASK, beta=0.0)
+    expected = torch.tensor([[0.5, 0.5, 0.5], [-0.5, -0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert torch.allclose(returns, expected)
+
+
+def test_token_returns_by_hand_with_kl_shaping():
+    # beta = 0.5; per-token reward = -0.5 * KL_t, plus the centered reward on the last real token;
+    # return A_t = sum of rewards from t to the end (gamma = 1); padding stays 0.
+    # row 0 (r~=0.5, len 3): rewards [-0.05, -0.10, -0.15+0.5=0.35] -> returns [0.20, 0.25, 0.35]
+    # row 1 (r~=-0.5, len 2): rewards [-0.20, 0.10-0.5=-0.40]       -> returns [-0.60, -0.40, 0]
+    # row 2 (r~=0, len 1):    rewards [-0.25+0]                    -> returns [-0.25, 0, 0]
+    # row 3 (r~=0, len 3):    rewards [0, -0.05, 0.05+0]            -> returns [0.00, 0.00, 0.05]
+    centered = group_baseline(REWARDS, 2)
+    returns = token_returns(centered, KL, MASK, beta=0.5)
+    expected = torch.tensor([[0.20, 0.25, 0.35], [-0.60, -0.40, 0.0], [-0.25, 0.0, 0.0], [0.0, 0.0, 0.05]])
+    assert torch.allclose(returns, expected, atol=1e-6)
+
+
+def test_whiten_gives_masked_mean_zero_std_one_and_zero_padding():
+    returns = token_returns(group_baseline(REWARDS, 2), KL, MASK, beta=0.5)
+    white = whiten(returns, MASK)
+    values = white[MASK.bool()]
+    assert abs(float(values.mean())) < 1e-6
+    assert abs(float(values.pow(2).mean()) - 1.0) < 1e-4  # population std over the 9 real tokens
+    assert torch.all(white[~MASK.bool()] == 0)
+    # the masked mean is (0.2+0.25+0.35-0.6-0.4-0.25+0+0+0.05)/9 = -0.4/9
+    assert torch.allclose(white[0, 0], (0.2 + 0.4 / 9) / returns[MASK.bool()].std(unbiased=False), atol=1e-4)
+    assert torch.allclose(reinforce_pp_baseline(REWARDS, KL, MASK, 2, 0.5), white)
+
+
+def test_completion_mask_keeps_tokens_up_to_and_including_the_first_eos():
+    tokens = torch.tensor([[5, 2, 2], [5, 6, 7], [2, 2, 2], [5, 6, 2]])
+    expected = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]])
+    assert torch.equal(completion_mask(tokens, {2}), expected)
+
+
+def test_policy_loss_by_hand():
+    # ratios [1.5, 0.5, 1.0], advantages [1, -1, 2], eps 0.2, third token masked out:
+    # t0: -min(1.5*1, 1.2*1) = -1.2; t1: -min(0.5*-1, 0.8*-1) = 0.8  -> (-1.2 + 0.8) / 2 tokens = -0.2
+    new = torch.log(torch.tensor([[1.5, 0.5, 1.0]]))
+    zeros, adv, mask = torch.zeros(1, 3), torch.tensor([[1.0, -1.0, 2.0]]), torch.tensor([[1.0, 1.0, 0.0]])
+    assert policy_loss(new, zeros, zeros, adv, mask, 2.0, 0.2).item() == pytest.approx(-0.2)
+    # k2 KL loss, beta 0.1: 0.1 * 0.5 * (log(1.5)^2 + log(0.5)^2) / 2
+    k2 = 0.1 * 0.5 * (math.log(1.5) ** 2 + math.log(0.5) ** 2) / 2
+    assert policy_loss(new, zeros, zeros, adv, mask, 2.0, 0.2, kl_beta=0.1).item() == pytest.approx(-0.2 + k2)
+
+
+# ---------------------------------------------------------------- curriculum
+
+def test_curriculum_schedule():
+    assert schedule(5) == [2, 3, 4, 5, 6]
+    assert schedule(8, epochs_per_step=2) == [2, 2, 3, 3, 4, 4, 5, 5]
+    assert schedule(9) == [2, 3, 4, 5, 6, 6, 6, 6, 6]  # capped at k_max
+    assert schedule(3, fixed_k=4) == [4, 4, 4]
+    assert shots_for_epoch(1) == 2 and shots_for_epoch(100) == 6
+
+
+@pytest.mark.parametrize("kwargs", [{"epoch": 0}, {"epoch": 1, "epochs_per_step": 0}, {"epoch": 1, "k_min": 7}])
+def test_curriculum_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        shots_for_epoch(**kwargs)
+
+
+def test_epoch_order_is_seeded_and_cut_to_prompts_per_epoch():
+    rl = RLConfig(prompts_per_epoch=3, seed=1)
+    assert epoch_order(10, 2, rl) == epoch_order(10, 2, rl)
+    assert len(epoch_order(10, 2, rl)) == 3 and len(set(epoch_order(10, 2, rl))) == 3
+    assert sorted(epoch_order(4, 1, RLConfig(prompts_per_epoch=None))) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("rl", [RLConfig(kl_mode="k3"), RLConfig(samples_per_prompt=1), RLConfig(k_min=5, k_max=3)])
+def test_train_rl_rejects_bad_config_before_loading_a_model(rl, tmp_path):
+    with pytest.raises(ConfigError):
+        train_rl(RPOConfig(task="LaMP_2", rl=rl), [RLPrompt("x", "y", [], "comedy")], "/nonexistent", tmp_path)
+
+
+# ---------------------------------------------------------------- rewards
+
+def test_rewards():
+    tags, rating, text = get_task("LaMP_2"), get_task("LaMP_3"), get_task("LaMP_5")
+    assert task_reward(tags, "<think>likes jokes</think><personalized>comedy</personalized>", "comedy") == 1.0
+    assert task_reward(tags, "<think>x</think><personalized>action</personalized>", "comedy") == 0.0
+    assert task_reward(tags, "comedy", "comedy") == -1.0  # malformed: no tags
+    assert task_reward(tags, "<think>x</think><personalized> </personalized>", "comedy", format_penalty=-0.5) == -0.5
+    assert task_reward(rating, "<think>harsh</think><personalized>4</personalized>", "2") == -2.0
+    title = "Deep learning for graphs"
+    got = task_reward(text, f"<think>short</think><personalized>{title}</personalized>", "Graph deep learning methods")
+    assert got == pytest.approx(rouge_scores(title, "Graph deep learning methods")["rouge-1"]) and 0 < got < 1
+
+
+# ---------------------------------------------------------------- a tiny real run (bundled SmolLM2)
+
+def _items(n: int) -> list[dict]:
+    plots = ["a robot learns to love", "two friends rob a bank", "a wizard school", "aliens invade Paris",
+             "a detective in the rain", "a comedian's last show"]
+    tags = ["sci-fi", "action", "fantasy", "sci-fi", "classic", "comedy"]
+    return [{"description": plots[i % 6], "tag": tags[i % 6]} for i in range(n)]
+
+
+PROMPTS = [
+    RLPrompt("Which tag? description: a spaceship crew wakes up on Mars", "sci-fi", _items(6), "sci-fi", "p1"),
+    RLPrompt("Which tag? description: a clown tells jokes at a wedding", "romance", _items(6), "comedy", "p2"),
+]
+
+
+def _tiny_config(epochs: int) -> RPOConfig:
+    rl = RLConfig(samples_per_prompt=4, max_new_tokens=12, epochs=epochs, prompts_per_step=2, prompts_per_epoch=2,
+                  save_every=1, max_prompt_tokens=128, beta=0.05, learning_rate=1e-5, seed=3)
+    return RPOConfig(task="LaMP_2", rl=rl)
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "rl_log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.model
+def test_tiny_rl_run_then_resume_continues(tmp_path):
+    from personalign.rpo.model_io import load_trainable
+
+    out = tmp_path / "rl"
+    first = train_rl(_tiny_config(epochs=1), PROMPTS, "bundled", out, item_max_words=8)
+    rows = _log(out)
+    assert [r["step"] for r in rows] == [1] and rows[0]["k"] == 2 and rows[0]["epoch"] == 1
+    assert math.isfinite(rows[0]["reward_mean"]) and math.isfinite(rows[0]["kl_mean"]) and math.isfinite(rows[0]["loss"])
+    assert 0 < rows[0]["tokens_generated"] <= 8 * 12 and first["steps"] == 1
+    model, tokenizer = load_trainable(out / "model")
+    assert model.config.model_type == "llama" and tokenizer.padding_side == "left"
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert (state["step"], state["epoch"], state["position"]) == (1, 2, 0)
+
+    second = train_rl(_tiny_config(epochs=2), PROMPTS, "bundled", out, item_max_words=8)
+    rows = _log(out)
+    assert [r["step"] for r in rows] == [1, 2]  # continued, not restarted
+    assert (rows[1]["epoch"], rows[1]["k"]) == (2, 3) and math.isfinite(rows[1]["kl_mean"])
+    assert second["resumed_from_step"] == 1 and second["steps_this_run"] == 1 and second["steps"] == 2
+
+
+# ---------------------------------------------------------------- plots
+
+def test_plot_rl_curves_draws_one_line_per_run(tmp_path):
+    from personalign.rpo.plots import plot_rl_curves
+
+    logs = {}
+    for label, scale in (("curriculum 2→6", 1.0), ("fixed k=4", 0.5)):
+        path = tmp_path / f"{scale}.jsonl"
+        path.write_text("".join(json.dumps({"step": s, "reward_mean": scale * s, "kl_mean": 0.01 * s}) + "\n"
+                                for s in range(1, 4)))
+        logs[label] = path
+    png = plot_rl_curves(logs, tmp_path / "plots" / "rl.png")
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError):
+        plot_rl_curves({"missing": tmp_path / "nope.jsonl"}, tmp_path / "x.png")

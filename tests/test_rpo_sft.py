@@ -1,0 +1,112 @@
+"""RPO SFT stage: prompt-completion records (no gold in the prompt) and a tiny real TRL run on SmolLM2."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from personalign.errors import ConfigError
+from personalign.rpo.config import RPOConfig, SFTConfig
+from personalign.rpo.prompts import format_reflection, reflection_messages
+from personalign.rpo.sft import sft_records
+from personalign.tasks import get_task
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared, oversubscribed CPU, 2 threads run ~10x slower than 1."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+GOLD = "ZQXJ-SENTINEL-GOLD"  # appears only in the targets
+TASK = get_task("LaMP_2")
+
+
+def _trajectories(n: int = 4) -> list[dict]:
+    rows = []
+    for i in range(n):
+        history = [{"description": f"a film about robots number {i} " + "and more " * (150 if i == 0 else 2),
+                    "tag": "sci-fi"}]
+        messages = reflection_messages(TASK, f"Which tag? description: a heist on Mars, part {i}", "action", history,
+                                       item_max_words=None)
+        rows.append({"messages": messages, "target": format_reflection("The user tags space films sci-fi.", GOLD),
+                     "accepted": True})
+    return rows
+
+
+def _config(**sft) -> RPOConfig:
+    return RPOConfig(task="LaMP_2", sft=SFTConfig(batch_size=2, max_length=256, epochs=1, learning_rate=1e-5, **sft))
+
+
+class _CharTokenizer:
+    """A stand-in tokenizer: one token per character, chat rendered as role: content lines."""
+
+    def apply_chat_template(self, messages, tokenize=False):
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text)}
+
+
+def test_sft_records_use_prompt_completion_and_fit_max_length():
+    records = sft_records(_trajectories(2), _CharTokenizer(), max_length=1000)
+    assert records[0]["completion"] == [{"role": "assistant", "content": _trajectories(1)[0]["target"]}]
+    assert all(GOLD not in m["content"] for r in records for m in r["prompt"])
+    rendered = _CharTokenizer().apply_chat_template(records[0]["prompt"] + records[0]["completion"])
+    assert len(rendered) <= 1000 and " ... " in records[0]["prompt"][0]["content"]  # the long history was cut
+    assert records[1]["prompt"] == _trajectories(2)[1]["messages"]  # short prompts are left alone
+
+
+@pytest.mark.parametrize("bad", [{"messages": [], "target": "x"}, {"messages": [{"role": "user", "content": "q"}]}])
+def test_sft_records_reject_malformed_trajectories(bad):
+    with pytest.raises(ConfigError):
+        sft_records([bad], _CharTokenizer(), 100)
+
+
+@pytest.mark.parametrize("sft", [{"warmup_ratio": 1.0}, {"batch_size": 0}])
+def test_train_sft_rejects_bad_config_before_loading_a_model(sft, tmp_path):
+    from personalign.rpo.sft import train_sft
+
+    config = RPOConfig(sft=SFTConfig(model="/nonexistent", **sft))
+    with pytest.raises(ConfigError):
+        train_sft(config, _trajectories(1), tmp_path)
+
+
+@pytest.mark.model
+def test_tiny_sft_run_on_the_bundled_model(tmp_path):
+    from personalign.rpo.model_io import load_trainable
+    from personalign.rpo.sft import build_sft_trainer, train_sft
+
+    trainer = build_sft_trainer(_config(), _trajectories(), tmp_path / "inspect")
+    tokenizer = trainer.processing_class
+    for row in trainer.train_dataset:
+        prompt = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100])
+        completion = tokenizer.decode([t for t in row["labels"] if t != -100])
+        assert GOLD not in prompt and "heist on Mars" in prompt  # the loss never sees the prompt; no gold there
+        assert GOLD in completion and completion.startswith("<think>") and len(row["input_ids"]) <= 256
+    del trainer
+
+    summary = train_sft(_config(), _trajectories(), tmp_path / "sft")
+    log = [json.loads(line) for line in (tmp_path / "sft" / "sft_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(math.isfinite(r["loss"]) and r["lr"] is not None for r in log)
+    assert summary["steps"] == 2 and math.isfinite(summary["final_loss"]) and summary["tokens_per_second"] > 0
+    model, tok = load_trainable(tmp_path / "sft" / "model")
+    assert model.config.model_type == "llama" and tok.pad_token is not None
+
+    again = train_sft(_config(), _trajectories(), tmp_path / "sft")  # resumes from the last checkpoint: no new steps
+    assert again["resumed_from"] and again["steps"] == 2
+
+
+def test_plot_sft_loss(tmp_path):
+    from personalign.rpo.plots import plot_sft_loss
+
+    log = tmp_path / "sft_log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 3.0 / s, "lr": 1e-5}) + "\n" for s in range(1, 5)))
+    png = plot_sft_loss(log, tmp_path / "sft.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
