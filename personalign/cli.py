@@ -161,7 +161,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from personalign.rpo.config import config_dict, load_config
     from personalign.rpo.pipeline import run_stage
 
-    config = load_config(args.config, {"task": args.task, "data": args.data, "split": args.split, "out": args.out})
+    config = load_config(args.config, {"task": args.task, "data": args.data, "split": args.split, "out": args.out,
+                                       "threads": args.threads})
     print(f"RPO {args.stage} for {config.task} ({config.split} split) -> {Path(config.out) / config.task / args.stage}")
     summary = run_stage(args.stage, config, args.cache_dir)
     print(json.dumps({"stage": args.stage, "summary": summary, "config": config_dict(config)[args.stage]}, indent=2))
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--task", help="task name (overrides the config)")
     tr.add_argument("--split", choices=["user", "time"], help="(overrides the config)")
     tr.add_argument("--out", help="output folder (overrides the config)")
+    tr.add_argument("--threads", type=int, help="torch CPU threads (overrides the config)")
     tr.add_argument("--cache-dir", default=".cache/personalign")
     tr.set_defaults(func=cmd_train)
 

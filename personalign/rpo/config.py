@@ -80,6 +80,7 @@ class RPOConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     skip_sft: bool = False                 # ablation: RPO without SFT (RL from the untrained model)
     skip_rl: bool = False                  # ablation: RPO without RL
+    threads: int | None = None             # torch CPU threads (1 when other jobs share the cores)
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:

@@ -86,6 +86,10 @@ def run_rl(config: RPOConfig) -> dict[str, Any]:
 
 
 def run_stage(stage: str, config: RPOConfig, cache_dir: str = ".cache/personalign") -> dict[str, Any]:
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
     if stage == "trajectories":
         return run_trajectories(config, cache_dir)
     if stage == "sft":
