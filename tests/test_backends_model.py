@@ -114,7 +114,7 @@ def llama_server() -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"llama_cpp.server exited with code {proc.returncode}")
@@ -124,7 +124,7 @@ def llama_server() -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start within 60 s")
+                pytest.fail("llama_cpp.server did not start within 180 s")
             time.sleep(0.3)
         yield base
     finally:
