@@ -18,15 +18,7 @@ from personalign.rpo.rl import RLPrompt, completion_mask, epoch_order, policy_lo
 from personalign.tasks import get_task
 from personalign.tasks.metrics import rouge_scores
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU, 2 threads run ~10x slower than 1."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- advantages, worked by hand

@@ -13,15 +13,7 @@ from personalign.rpo.prompts import format_reflection, reflection_messages
 from personalign.rpo.sft import sft_records
 from personalign.tasks import get_task
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU, 2 threads run ~10x slower than 1."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 GOLD = "ZQXJ-SENTINEL-GOLD"  # appears only in the targets

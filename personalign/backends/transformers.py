@@ -14,8 +14,6 @@ from personalign.types import Completion, GenParams, Messages
 
 def _load(arg: str, dtype: Any) -> tuple[Any, Any, str]:
     """Tokenizer, model and identity for a hub name, a local folder or a local ``.gguf`` file."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = Path(arg).expanduser()
     if not path.exists() and (path.suffix == ".gguf" or arg.startswith((".", "/", "~"))):
         raise BackendError(f"model file or folder not found: {path}")
@@ -23,14 +21,22 @@ def _load(arg: str, dtype: Any) -> tuple[Any, Any, str]:
         where, extra, ident = str(path.parent), {"gguf_file": path.name}, model_file_id(path)
     else:
         where, extra, ident = (str(path), {}, model_file_id(path)) if path.exists() else (arg, {}, arg)
-    local = {"local_files_only": True} if path.exists() else {}  # never reach for the network for a local path
+    tokenizer, model = load_pretrained(where, dtype, **extra)
+    return tokenizer, model, ident
+
+
+def load_pretrained(where: str, dtype: Any, **extra: Any) -> tuple[Any, Any]:
+    """``(tokenizer, model)`` from a hub name or local folder; local paths never touch the network."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = {"local_files_only": True} if Path(where).exists() else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **extra, **local)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra, **local)
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BackendError(f"cannot load model {arg}: {reason}") from None
-    return tokenizer, model, ident
+        raise BackendError(f"cannot load model {where}: {reason}") from None
+    return tokenizer, model
 
 
 class TransformersLLM(LLM):

@@ -45,15 +45,9 @@ def _prepare_tokenizer(tokenizer: Any) -> Any:
 
 
 def _load_hf(where: str, dtype: torch.dtype, **extra: Any) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from personalign.backends.transformers import load_pretrained
 
-    local = {"local_files_only": True} if Path(where).exists() else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(where, **extra, **local)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra, **local)
-    except (OSError, ValueError, RuntimeError, ImportError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"cannot load model {where}: {reason}") from None
+    tokenizer, model = load_pretrained(where, dtype, **extra)
     return _clean_for_training(model), _prepare_tokenizer(tokenizer)
 
 
