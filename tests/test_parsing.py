@@ -48,6 +48,10 @@ def test_citation_label_outside_set_stays_invalid():
     ("3.5", "3.5"),
     ("Rating: 2 out of 5", "2"),
     ("great product", "great product"),
+    ("7", "7"),
+    ("The review has 120 words, so I rate it 4.", "4"),
+    ("The review has 120 words.", "The review has 120 words."),
+    ("Answer: 0", "Answer: 0"),  # out of scale in free text: unparseable, as the official float() would say
 ])
 def test_rating_parsing(raw, expected):
     assert parse_output(LAMP3, raw) == expected

@@ -48,17 +48,25 @@ def parse_label(raw: str, labels: tuple[str, ...]) -> str:
     return best[2] if best else raw.strip()
 
 
-def parse_rating(raw: str) -> str:
-    """A rating as a number string ("4", "3.5"); unparseable text is returned stripped (scored as worst)."""
+def parse_rating(raw: str, low: float = 1.0, high: float = 5.0) -> str:
+    """A rating as a number string ("4", "3.5").
+
+    A bare number is kept as it is (the official metric takes ``float(output)``, even out of range).
+    From free text only a number inside the scale is taken, so "The review has 120 words" stays
+    unparseable (scored as the farthest end of the scale) instead of becoming a rating of 120.
+    """
     text = raw.strip()
+    bare = re.fullmatch(r"\s*([-+]?\d+(?:\.\d+)?)\s*\.?\s*", text)
+    if bare:
+        return _canonical_number(bare.group(1))
     for word, digit in _NUMBER_WORDS.items():
         text = re.sub(rf"\b{word}\b", digit, text, flags=re.IGNORECASE)
-    for cue in _RATING_CUES:
-        match = cue.search(text)
-        if match:
-            return _canonical_number(match.group(1))
-    match = _NUMBER.search(_SCALE_PHRASES.sub(" ", text))
-    return _canonical_number(match.group(0)) if match else raw.strip()
+    in_scale = [m.group(1) for cue in _RATING_CUES for m in cue.finditer(text)]
+    in_scale += _NUMBER.findall(_SCALE_PHRASES.sub(" ", text))
+    for token in in_scale:
+        if low <= float(token) <= high:
+            return _canonical_number(token)
+    return raw.strip()
 
 
 def _canonical_number(token: str) -> str:
@@ -91,5 +99,5 @@ def parse_output(task: TaskSpec, raw: str) -> str:
     if task.kind == "classification":
         return parse_label(raw, task.labels)
     if task.kind == "rating":
-        return parse_rating(raw)
+        return parse_rating(raw, *task.rating_range)
     return parse_text(raw)
