@@ -91,6 +91,7 @@ def test_teacher_trajectories_are_filtered_and_fall_back_to_template_only_when_a
     assert make_trajectory(LAMP3, EXAMPLE, "5", "3", PROFILE[:1], too_long, strict).reject_reason == "too long"
     fallback = make_trajectory(LAMP3, EXAMPLE, "5", "3", PROFILE[:1], inconsistent, TrajectoryConfig(teacher_samples=1))
     assert fallback.accepted and fallback.teacher == "template"
+    assert fallback.reject_reason == "inconsistent"  # why the LLM teacher failed stays on the row
     thinking, answer = parse_reflection(fallback.target)
     assert answer == "5" and "higher" in thinking
 
@@ -102,6 +103,7 @@ def test_generate_trajectories_writes_data_prompts_and_stats(tmp_path):
     stats = generate_trajectories(LAMP3, examples, golds, FakeHashLLM(["2"]), teacher, get_retriever("bm25"),
                                   TrajectoryConfig(), tmp_path)
     assert stats["examples"] == 4 and stats["accepted_llm_teacher"] == 4 and stats["llm_teacher_acceptance_rate"] == 1.0
+    assert stats["llm_teacher_failures_by_reason"] == {}
     prompts = [json.loads(line) for line in (tmp_path / "rl_prompts.jsonl").read_text().splitlines()]
     assert len(prompts) == 4 and all(len(p["items"]) == 6 and p["base_answer"] == "2" for p in prompts)
     assert json.loads((tmp_path / "stats.json").read_text()) == stats

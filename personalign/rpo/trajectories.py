@@ -75,8 +75,10 @@ def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, it
         else:
             return _accepted(task, example, gold, answer, top, parsed[0], "llm", outputs, config)
     if config.template_fallback:
-        return _accepted(task, example, gold, answer, top, template_thinking(task, answer, top, gold), "template",
-                         outputs, config)
+        row = _accepted(task, example, gold, answer, top, template_thinking(task, answer, top, gold), "template",
+                        outputs, config)
+        row.reject_reason = reason  # why the LLM teacher failed, kept for the statistics
+        return row
     return Trajectory(example.id, [], "", gold, answer, [], "", False, reason, outputs)
 
 
@@ -111,7 +113,7 @@ def trajectory_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     thinking = [len(parse_reflection(r["target"])[0].split()) for r in accepted if parse_reflection(r["target"])]
     reasons: dict[str, int] = {}
     for r in rows:
-        if not r["accepted"]:
+        if r["teacher"] != "llm":
             reasons[r["reject_reason"]] = reasons.get(r["reject_reason"], 0) + 1
     n = max(len(rows), 1)
     return {
@@ -120,7 +122,7 @@ def trajectory_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "accepted_llm_teacher": sum(r["teacher"] == "llm" for r in rows),
         "accepted_template_teacher": sum(r["teacher"] == "template" for r in rows),
         "llm_teacher_acceptance_rate": sum(r["teacher"] == "llm" for r in rows) / n,
-        "rejected_by_reason": reasons,
+        "llm_teacher_failures_by_reason": reasons,
         "mean_thinking_words": sum(thinking) / max(len(thinking), 1),
         "base_answer_equals_gold_rate": sum(r["base_answer"].strip() == r["gold"].strip() for r in rows) / n,
     }
