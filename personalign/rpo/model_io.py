@@ -16,16 +16,10 @@ from typing import Any
 
 import torch
 
-from personalign.backends import default_gguf_path, model_file_id
+from personalign.backends import default_gguf_path, model_cache_dir, model_file_id
 from personalign.errors import ConfigError
 
 _SOURCE = "personalign_source.json"  # marks a finished cache folder and names the GGUF it came from
-
-
-def model_cache_dir() -> Path:
-    """Where dequantized GGUF copies live."""
-    root = os.environ.get("PERSONALIGN_MODEL_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "personalign" / "models"
 
 
 def _clean_for_training(model: Any) -> Any:
