@@ -1,6 +1,7 @@
 """Retrieval latency against profile size (BM25, dense) and end-to-end examples/s, as markdown.
 
 Usage: .venv/bin/python bench/bench.py [--sizes 10,100,1000,10000] [--repeats 20] [--e2e-examples 20]
+       .venv/bin/python bench/bench.py --only serving --reflection runs/rpo/LaMP_3/rl/model
 
 The report is a list of sections (``SECTIONS``); each is a function ``(args) -> Section`` that
 returns a titled table, so new measurements (e.g. end-to-end examples/sec) are one more function.
@@ -159,7 +160,43 @@ def end_to_end_section(args: argparse.Namespace) -> Section:
     return Section("End-to-end throughput (LaMP_3 prompts)", header, rows, note)
 
 
-SECTIONS: list[Callable[[argparse.Namespace], Section]] = [bm25_section, dense_section, end_to_end_section]
+def serving_section(args: argparse.Namespace) -> Section:
+    """A trained RPO reflection model served four ways: transformers one by one and batched, llama.cpp GGUF."""
+    from personalign.backends import get_llm
+    from personalign.rpo.export import export_gguf
+    from personalign.rpo.prompts import reflection_messages
+    from personalign.types import GenParams
+
+    if not args.reflection:
+        return Section("Reflection-model serving", ["skipped"], [["pass --reflection MODEL_DIR (a trained RPO model)"]])
+    reviews = Reviews(seed=5)
+    prompts = [reflection_messages(TASK, TASK.format_input(reviews.text()), "4", reviews.profile(4))
+               for _ in range(args.serving_prompts)]
+    params = GenParams(max_tokens=80, temperature=0.0)
+    engines = [("transformers, one prompt at a time", f"transformers:{args.reflection}", {"batch_size": 1}, False),
+               ("transformers, batched (8)", f"transformers:{args.reflection}", {"batch_size": 8}, True)]
+    for out_type in ("f16", "q8_0"):
+        gguf = export_gguf(args.reflection, Path(args.reflection).with_name(f"bench.{out_type}.gguf"), out_type)
+        engines.append((f"llama.cpp GGUF {out_type}, 1 thread", f"llamacpp:{gguf}", {"n_threads": 1}, False))
+    rows, reference = [], None
+    for label, spec, options, batched in engines:
+        llm = get_llm(spec, **options)
+        llm.chat(prompts[0], params)  # load and warm up, not timed
+        start = time.perf_counter()
+        outputs = llm.chat_batch(prompts, params) if batched else [llm.chat(p, params) for p in prompts]
+        seconds = time.perf_counter() - start
+        texts = [o.text.strip() for o in outputs]
+        reference = reference or texts
+        tokens = sum(o.completion_tokens for o in outputs)
+        same = sum(a == b for a, b in zip(texts, reference)) / len(texts)
+        rows.append([label, str(len(prompts)), f"{seconds / len(prompts):.2f}", f"{tokens / seconds:.1f}", f"{same:.0%}"])
+    header = ["engine", "prompts", "s/prompt", "generated tokens/s", "same greedy output as the first row"]
+    return Section("Reflection-model serving (RPO, LaMP_3 prompts, greedy, max 80 new tokens)", header, rows,
+                   f"Model: `{args.reflection}`; torch threads {__import__('torch').get_num_threads()}.")
+
+
+SECTIONS: list[Callable[[argparse.Namespace], Section]] = [bm25_section, dense_section, end_to_end_section,
+                                                          serving_section]
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -196,7 +233,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=20, help="warm queries per size")
     parser.add_argument("--e2e-examples", type=int, default=20, help="questions per end-to-end measurement")
     parser.add_argument("--threads", default="1,2", help="llama.cpp thread counts for the end-to-end section")
-    parser.add_argument("--only", default="", help="comma-separated section names to run (bm25,dense,end_to_end)")
+    parser.add_argument("--only", default="", help="comma-separated sections to run (bm25,dense,end_to_end,serving)")
+    parser.add_argument("--reflection", help="trained RPO reflection model folder for the serving section")
+    parser.add_argument("--serving-prompts", type=int, default=16, help="reflection prompts per serving engine")
     args = parser.parse_args(argv)
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     args.threads = [int(t) for t in args.threads.split(",") if t.strip()]

@@ -49,6 +49,12 @@ def _method_config(args: argparse.Namespace, overrides: dict) -> MethodConfig:
     return MethodConfig(**{**overrides, "k": args.k, "seed": args.seed})
 
 
+def _for_task(options: dict, task_name: str) -> dict:
+    """Method options with ``{task}`` in string values replaced, so one eval config serves every task."""
+    return {method: {key: value.replace("{task}", task_name) if isinstance(value, str) else value
+                     for key, value in values.items()} for method, values in options.items()}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from personalign.eval.report import markdown_table
     from personalign.eval.runner import EvalConfig, run_eval
@@ -66,7 +72,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config = EvalConfig(
             data=args.data, task=task_name, methods=_csv(args.methods), split=args.split, part=args.part,
             retriever=args.retriever, llm=args.llm, limit=args.limit, seed=args.seed, out=args.out,
-            cache_dir=args.cache_dir, llm_options=_llm_options(args.llm_options), method=method_config, method_options=method_options,
+            cache_dir=args.cache_dir, llm_options=_llm_options(args.llm_options), method=method_config,
+            method_options=_for_task(method_options, task_name),
         )
         results = run_eval(config)
         print((config.run_dir / "results.md").read_text())
@@ -152,7 +159,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = Path(args.runs) / task_name / f"{args.split}-{args.part}" / "metrics.json"
         if not path.exists():
             raise ConfigError(f"no results for {task_name}: {path} does not exist (run `personalign eval` first)")
-        results[task_name] = json.loads(path.read_text())
+        found = json.loads(path.read_text())
+        wanted = _csv(args.methods) or list(found)
+        results[task_name] = {m: found[m] for m in wanted if m in found}
         metrics[task_name] = list(get_task(task_name).metrics)
     print(cross_task_table(results, metrics, tuple(_csv(args.extra))))
     return 0
@@ -167,6 +176,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"RPO {args.stage} for {config.task} ({config.split} split) -> {Path(config.out) / config.task / args.stage}")
     summary = run_stage(args.stage, config, args.cache_dir)
     print(json.dumps({"stage": args.stage, "summary": summary, "config": config_dict(config)[args.stage]}, indent=2))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from personalign.rpo.plots import plot_rl_curves, plot_sft_loss
+
+    if args.kind == "sft":
+        if len(args.logs) != 1:
+            raise ConfigError("plot sft takes one sft_log.jsonl")
+        print(plot_sft_loss(Path(args.logs[0]), Path(args.out)))
+        return 0
+    logs = {}
+    for entry in args.logs:
+        label, sep, path = entry.partition("=")
+        logs[label if sep else Path(entry).parent.parent.name] = Path(path if sep else entry)
+    print(plot_rl_curves(logs, Path(args.out)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from personalign.rpo.export import export_gguf
+
+    print(export_gguf(args.model, args.out, args.type))
     return 0
 
 
@@ -228,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--split", default="user", choices=["user", "time"])
     rp.add_argument("--part", default="dev", choices=["train", "dev", "test"])
     rp.add_argument("--extra", default="", help="extra columns per task, e.g. fallback_rate,s/ex")
+    rp.add_argument("--methods", default="", help="only these methods, in this order (default: all)")
     rp.set_defaults(func=cmd_report)
 
     tr = sub.add_parser("train", help="train a method's models (RPO: trajectories, then sft, then rl)")
@@ -241,6 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, help="torch CPU threads (overrides the config)")
     tr.add_argument("--cache-dir", default=".cache/personalign")
     tr.set_defaults(func=cmd_train)
+
+    pl = sub.add_parser("plot", help="training curves: RL reward and KL per step, or SFT loss, as a PNG")
+    pl.add_argument("kind", choices=["rl", "sft"])
+    pl.add_argument("logs", nargs="+", help="LABEL=path/to/rl_log.jsonl ... (rl), or one sft_log.jsonl (sft)")
+    pl.add_argument("--out", required=True, help="PNG file to write")
+    pl.set_defaults(func=cmd_plot)
+
+    ex = sub.add_parser("export", help="convert a trained model folder to GGUF for llama.cpp serving")
+    ex.add_argument("model", help="transformers model folder, e.g. runs/rpo/LaMP_3/rl/model")
+    ex.add_argument("--out", help="GGUF file (default: <model>.<type>.gguf beside the folder)")
+    ex.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0"],
+                    help="f16 (default) keeps greedy outputs identical to transformers; q8_0 is faster, not identical")
+    ex.set_defaults(func=cmd_export)
 
     ls = sub.add_parser("list", help="list tasks, methods, retrievers and backends")
     ls.set_defaults(func=cmd_list)

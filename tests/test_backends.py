@@ -257,3 +257,14 @@ def test_shorten_messages_cuts_the_middle_of_the_longest():
     assert count(short) <= 100 and short[0] == messages[0]
     assert short[1]["content"].startswith("w0 w1") and short[1]["content"].endswith("w998 w999")
     assert " ... " in short[1]["content"] and len(messages[1]["content"].split()) == 1000
+
+
+def test_model_file_id_changes_when_a_file_is_rewritten_with_the_same_size(tmp_path):
+    from personalign.backends import model_file_id
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"a" * 3_000_000)
+    first = model_file_id(model)
+    assert model_file_id(model) == first and first.startswith("m.gguf@")
+    model.write_bytes(b"a" * 2_999_999 + b"b")  # re-exported weights, same size
+    assert model_file_id(model) != first

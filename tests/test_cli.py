@@ -41,6 +41,8 @@ def test_eval_and_report_on_the_example_users(tmp_path, capsys):
     assert main(["report", "--runs", str(tmp_path / "runs"), "--task", "LaMP_3,LaMP_7"]) == 0
     table = capsys.readouterr().out
     assert "LaMP_3 mae ↓" in table and "LaMP_7 rouge-1 ↑" in table
+    assert main(["report", "--runs", str(tmp_path / "runs"), "--task", "LaMP_3", "--methods", "zero-shot"]) == 0
+    assert "| user-prior |" not in capsys.readouterr().out  # --methods keeps only the listed rows
 
 
 def test_unknown_method_and_missing_data_are_one_line_errors(tmp_path, capsys):
@@ -69,3 +71,12 @@ def test_personalize_rag_on_the_real_model(tmp_path):
     out = json.loads(result.stdout)
     assert out["task"] == "LaMP_7" and out["answer"].strip()
     assert len(out["trace"]["retrieved_ids"]) == 4 and out["trace"]["prompt_tokens"] > 50
+
+
+def test_eval_config_fills_the_task_into_method_options():
+    from personalign.cli import _for_task
+
+    options = {"rpo@sft": {"reflection": "runs/rpo/{task}/sft/model.f16.gguf", "reflection_max_tokens": 128}}
+    assert _for_task(options, "LaMP_5") == {"rpo@sft": {"reflection": "runs/rpo/LaMP_5/sft/model.f16.gguf",
+                                                        "reflection_max_tokens": 128}}
+    assert options["rpo@sft"]["reflection"].count("{task}") == 1  # the config itself is left alone

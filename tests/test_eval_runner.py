@@ -95,3 +95,18 @@ def test_limit_samples_deterministically(tmp_path):
     cfg.out = str(tmp_path / "out2")
     run_eval(cfg)
     assert read_outputs(cfg.run_dir, "user-prior") == first
+
+
+def test_resuming_a_prediction_log_under_different_settings_is_refused(tmp_path):
+    from personalign.errors import ConfigError
+
+    data = make_data(tmp_path / "data")
+    cfg = config(data, tmp_path / "out", tmp_path / "cache")
+    run_eval(cfg, llm=FakeHashLLM(["4"]))
+    before = (cfg.run_dir / "predictions" / "rag.jsonl").read_text()
+    cfg.retriever, cfg.methods = "recency", ["rag"]
+    with pytest.raises(ConfigError, match="rag.jsonl: made with different retriever"):
+        run_eval(cfg, llm=FakeHashLLM(["4"]))
+    assert (cfg.run_dir / "predictions" / "rag.jsonl").read_text() == before  # nothing computed is lost
+    cfg.retriever = "bm25"
+    assert run_eval(cfg, llm=FakeHashLLM(["4"]))["rag"]["n"] == 12  # same settings resume fine

@@ -8,7 +8,7 @@ from personalign.methods import build_method
 from personalign.retrievers import get_retriever
 from personalign.rpo.config import TrajectoryConfig
 from personalign.rpo.filters import is_brief, is_consistent
-from personalign.rpo.prompts import format_reflection, parse_reflection, reflection_prompt
+from personalign.rpo.prompts import format_reflection, parse_reflection, reflection_prompt, user_summary
 from personalign.rpo.trajectories import generate_trajectories, make_trajectory
 from personalign.tasks import get_task
 from personalign.types import Example
@@ -44,6 +44,7 @@ def test_rpo_uses_the_reflection_answer_and_keeps_the_trace():
     assert trace.extra["thinking"] == "This user is lenient."
     assert len(trace.retrieved_ids) == 4 and len(trace.prompts) == 2 and reflection.calls == 1
     assert "Initial response: 3" in trace.prompts[1][-1]["content"]
+    assert "Scores this user gave before: " in trace.prompts[1][-1]["content"]
 
 
 def test_rpo_falls_back_to_the_base_answer_when_malformed():
@@ -111,3 +112,22 @@ def test_generate_trajectories_writes_data_prompts_and_stats(tmp_path):
 
 def test_reflection_prompt_for_ratings_asks_about_leniency():
     assert "lenient or harsh" in reflection_prompt(LAMP3, EXAMPLE.input, "3", PROFILE[:2])
+
+
+def test_user_summary_counts_labels_scores_and_answer_length():
+    assert user_summary(LAMP3, PROFILE) == "Scores this user gave before: 1 x2, 2 x1, 3 x1, 4 x1, 5 x1 (mean 2.7)."
+    tags = [{"description": "d", "tag": t, "id": str(i)} for i, t in enumerate(["comedy", "action", "comedy"])]
+    assert user_summary(LAMP2, tags) == "Labels this user chose before: comedy x2, action x1."
+    papers = [{"title": t, "abstract": "a", "id": str(i)} for i, t in enumerate(["A B", "A B C D", "A B C"])]
+    assert user_summary(LAMP5, papers) == "This user's past answers have 3 words (median of 3)."
+    assert user_summary(LAMP3, []) == ""
+
+
+def test_llm_teacher_is_asked_only_for_the_first_examples_when_limited(tmp_path):
+    examples = [Example(id=f"q{i}", input=LAMP3.format_input(f"strings review {i}"), profile=PROFILE) for i in range(4)]
+    teacher = FakeHashLLM(["<think>The user rates strings well.</think><personalized>4</personalized>"])
+    stats = generate_trajectories(LAMP3, examples, {e.id: "4" for e in examples}, FakeHashLLM(["2"]), teacher,
+                                  get_retriever("bm25"), TrajectoryConfig(teacher_samples=1, llm_teacher_examples=1),
+                                  tmp_path)
+    assert teacher.calls == 1 and stats["llm_teacher_tried"] == 1 and stats["llm_teacher_acceptance_rate"] == 1.0
+    assert stats["accepted_template_teacher"] == 3 and stats["llm_teacher_failures_by_reason"] == {"not tried": 3}

@@ -186,3 +186,8 @@ def test_plot_rl_curves_draws_one_line_per_run(tmp_path):
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError):
         plot_rl_curves({"missing": tmp_path / "nope.jsonl"}, tmp_path / "x.png")
+    from personalign.cli import main
+
+    assert main(["plot", "rl", f"k4={logs['fixed k=4']}", str(logs["curriculum 2→6"]), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", "rl", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "d.png")]) == 2

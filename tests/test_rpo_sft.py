@@ -94,6 +94,24 @@ def test_tiny_sft_run_on_the_bundled_model(tmp_path):
     again = train_sft(_config(), _trajectories(), tmp_path / "sft")  # resumes from the last checkpoint: no new steps
     assert again["resumed_from"] and again["steps"] == 2
 
+    # served through llama.cpp after GGUF export: the same greedy answer as transformers
+    from personalign.backends import get_llm
+    from personalign.rpo.export import export_gguf
+    from personalign.types import GenParams
+
+    gguf = export_gguf(tmp_path / "sft" / "model", out_type="f32")
+    assert gguf == tmp_path / "sft" / "model.f32.gguf" and not gguf.with_name(gguf.name + ".partial").exists()
+    prompt, params = _trajectories(2)[1]["messages"], GenParams(max_tokens=12, temperature=0.0)
+    served = get_llm(f"llamacpp:{gguf}", n_threads=1).chat(prompt, params).text
+    assert served.strip() and served == get_llm(f"transformers:{tmp_path / 'sft' / 'model'}").chat(prompt, params).text
+
+
+def test_export_gguf_rejects_a_folder_without_a_model(tmp_path):
+    from personalign.rpo.export import export_gguf
+
+    with pytest.raises(ConfigError, match="not a transformers model folder"):
+        export_gguf(tmp_path)
+
 
 def test_plot_sft_loss(tmp_path):
     from personalign.rpo.plots import plot_sft_loss

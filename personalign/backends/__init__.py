@@ -37,17 +37,23 @@ def model_cache_dir() -> Path:
 
 
 def model_file_id(path: str | Path) -> str:
-    """``<name>@<12 hex>``: a cheap stable identity of a model file (name and size) or folder.
+    """``<name>@<12 hex>``: a cheap stable identity of a model file or folder.
 
-    A folder's identity covers every file's relative path, size and modification time, so a model
-    retrained into the same folder never reuses cached answers of the old weights.
+    A file's identity covers its name, size and its first and last MiB; a folder's covers every file's
+    relative path, size and modification time. A model retrained or re-exported to the same path never
+    reuses cached answers of the old weights.
     """
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file())
         key = ";".join(f"{p.relative_to(path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     else:
-        key = f"{path.stat().st_size}:{path.name}"
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(1 << 20)
+            handle.seek(max(0, size - (1 << 20)))
+            tail = handle.read()
+        key = f"{size}:{path.name}:{hashlib.sha256(head + tail).hexdigest()}"
     return f"{path.name}@{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 

@@ -6,7 +6,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from tqdm import tqdm
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.data.lamp_io import files_sha256, find_split_files, load_split, write_outputs
+from personalign.errors import ConfigError
 from personalign.eval.predictions import PredictionLog
 from personalign.eval.report import results_table
 from personalign.manifest import write_manifest
@@ -88,6 +89,10 @@ def run_method(name: str, config: EvalConfig, examples: list[Example], golds: di
     method = build_method(name, task, llm=llm, retriever=get_retriever(config.retriever, seed=config.seed, cache_dir=cache),
                           config=config.method, cache_dir=cache, **options)
     run_dir = config.run_dir
+    _check_settings(run_dir / "predictions" / f"{name}.settings.json", {
+        "method": name, "options": options, "llm": config.llm if method.needs_llm else None,
+        "llm_options": config.llm_options if method.needs_llm else None, "retriever": config.retriever,
+        "method_config": asdict(config.method)})
     with PredictionLog(run_dir / "predictions" / f"{name}.jsonl") as log:
         todo = [ex for ex in examples if ex.id not in log]
         for example in tqdm(todo, desc=f"{config.task} {name}", unit="ex", file=sys.stderr,
@@ -100,6 +105,20 @@ def run_method(name: str, config: EvalConfig, examples: list[Example], golds: di
     return summarize_rows(task, rows) if golds else {"n": len(rows)}
 
 
+def _check_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Record what a prediction log was made with; refuse to resume it under different settings."""
+    settings = json.loads(json.dumps(settings, default=str))
+    if path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier != settings:
+            changed = sorted(k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k))
+            raise ConfigError(f"{path.with_suffix('').with_suffix('.jsonl')}: made with different {', '.join(changed)}; "
+                              "use another --out or method label (name@label), or delete it to start over")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
+
+
 def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate every method of ``config``; write predictions, metrics.json, results.md and a manifest."""
     task = get_task(config.task)
@@ -110,9 +129,9 @@ def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, 
                    {"examples": len(examples), "status": "running"})
     if llm is None and any(_needs_llm(m) for m in config.methods):
         llm = get_llm(config.llm, cache_path=Path(config.cache_dir) / "llm.sqlite", **config.llm_options)
-    metrics_path = config.run_dir / "metrics.json"
-    earlier = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     results = {name: run_method(name, config, examples, golds, llm) for name in config.methods}
+    metrics_path = config.run_dir / "metrics.json"  # read after the run: other processes may add methods meanwhile
+    earlier = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     results = {**{k: v for k, v in earlier.items() if k not in results}, **results}  # methods accumulate per run dir
     metrics_path.write_text(json.dumps(results, indent=2))
     table = results_table(results, list(task.metrics)) if golds else ""

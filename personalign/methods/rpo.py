@@ -4,7 +4,8 @@ Options (``method_options`` in an eval config, or ``--reflection`` on the CLI):
 ``reflection`` — the reflection model: a trained folder (transformers), a ``.gguf`` file
 (llama.cpp), a backend spec such as ``llamacpp:/x.gguf``, or ``bundled`` (untrained SmolLM2);
 ``demos`` — a ``trajectories.jsonl`` whose first ``num_demos`` accepted trajectories are shown as
-few-shot examples (the "RAG w/ ICL" ablation); ``reflection_max_tokens``.
+few-shot examples (the "RAG w/ ICL" ablation); ``reflection_options`` (backend options, e.g.
+``{quant: q8_0, n_threads: 1}``); ``reflection_max_tokens``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.methods.base import Method
-from personalign.rpo.prompts import parse_reflection, reflection_messages
+from personalign.rpo.prompts import parse_reflection, reflection_messages, user_summary
 from personalign.tasks.parsing import parse_output
 from personalign.types import Answer, GenParams, Messages, Trace
 
@@ -44,10 +45,12 @@ class RPO(Method):
     """Generate with the base model, then rewrite with the reflection model; fall back to A_base."""
 
     def __init__(self, *args, reflection: str = "bundled", reflection_llm: LLM | None = None,
-                 demos: str | None = None, num_demos: int = 2, reflection_max_tokens: int = 160, **kwargs):
+                 reflection_options: dict | None = None, demos: str | None = None, num_demos: int = 2,
+                 reflection_max_tokens: int = 160, **kwargs):
         super().__init__(*args, **kwargs)
         cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
-        self.reflection_llm = reflection_llm or get_llm(reflection_spec(reflection), cache_path=cache)
+        self.reflection_llm = reflection_llm or get_llm(reflection_spec(reflection), cache_path=cache,
+                                                        **(reflection_options or {}))
         self.demos = load_demos(demos, num_demos) if demos else []
         self.reflection_max_tokens = reflection_max_tokens
 
@@ -56,7 +59,8 @@ class RPO(Method):
         base_raw = self.ask(example.input, trace)
         base = self.parse(base_raw) or base_raw.strip()
         items = self.retrieve(example, profile, trace, base_answer=base)
-        messages = self.demos + reflection_messages(self.task, example.input, base, items, self.config.item_max_words)
+        messages = self.demos + reflection_messages(self.task, example.input, base, items, self.config.item_max_words,
+                                                    user_summary(self.task, profile))
         completion = self.reflection_llm.chat(messages, GenParams(max_tokens=self.reflection_max_tokens,
                                                                   temperature=0.0, seed=self.config.seed))
         trace.record_call(messages, completion)

@@ -18,6 +18,7 @@ class TrajectoryConfig:
     teacher_llm: str = "llamacpp"          # any backend; an API model when one is given
     teacher_llm_options: dict[str, Any] = field(default_factory=dict)
     teacher_samples: int = 4               # teacher tries per example before giving up
+    llm_teacher_examples: int | None = None  # ask the LLM teacher for the first N examples only (None: all)
     teacher_temperature: float = 0.7
     teacher_max_tokens: int = 160
     retriever: str = "bm25"
@@ -39,6 +40,7 @@ class SFTConfig:
     warmup_ratio: float = 0.05
     max_length: int = 2048
     shots: int = 1                         # top-1 history example during SFT (paper)
+    max_examples: int | None = None        # train on the first N accepted trajectories (None: all)
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -78,6 +80,7 @@ class RPOConfig:
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    reuse: str | None = None               # read earlier stages (trajectories, sft) from this run folder instead of `out`
     skip_sft: bool = False                 # ablation: RPO without SFT (RL from the untrained model)
     skip_rl: bool = False                  # ablation: RPO without RL
     threads: int | None = None             # torch CPU threads (1 when other jobs share the cores)

@@ -27,6 +27,11 @@ def stage_dir(config: RPOConfig, stage: str) -> Path:
     return Path(config.out) / config.task / stage
 
 
+def input_dir(config: RPOConfig, stage: str) -> Path:
+    """Where a later stage reads an earlier stage's output: ``reuse`` (an ablation sharing a run) or ``out``."""
+    return Path(config.reuse or config.out) / config.task / stage
+
+
 def _data_hash(config: RPOConfig) -> str:
     return files_sha256([p for p in find_split_files(config.data, config.task, config.split, "train") if p])
 
@@ -61,7 +66,8 @@ def run_trajectories(config: RPOConfig, cache_dir: str = ".cache/personalign") -
 def run_sft(config: RPOConfig) -> dict[str, Any]:
     from personalign.rpo.sft import train_sft
 
-    rows = [r for r in _read_jsonl(stage_dir(config, "trajectories") / "trajectories.jsonl") if r["accepted"]]
+    rows = [r for r in _read_jsonl(input_dir(config, "trajectories") / "trajectories.jsonl") if r["accepted"]]
+    rows = rows[: config.sft.max_examples] if config.sft.max_examples else rows
     if not rows:
         raise ConfigError("no accepted trajectories to train on")
     out = stage_dir(config, "sft")
@@ -74,10 +80,10 @@ def run_sft(config: RPOConfig) -> dict[str, Any]:
 def run_rl(config: RPOConfig) -> dict[str, Any]:
     from personalign.rpo.rl import RLPrompt, train_rl
 
-    rows = _read_jsonl(stage_dir(config, "trajectories") / "rl_prompts.jsonl")
+    rows = _read_jsonl(input_dir(config, "trajectories") / "rl_prompts.jsonl")
     prompts = [RLPrompt(id=r["id"], task_input=r["task_input"], base_answer=r["base_answer"], items=r["items"],
-                        gold=r["gold"]) for r in rows]
-    init = config.sft.model if config.skip_sft else stage_dir(config, "sft") / "model"
+                        gold=r["gold"], summary=r.get("summary", "")) for r in rows]
+    init = config.sft.model if config.skip_sft else input_dir(config, "sft") / "model"
     out = stage_dir(config, "rl")
     write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "rl", "status": "running", "init": str(init)})
     summary = train_rl(config, prompts, init, out, item_max_words=config.trajectories.item_max_words)

@@ -7,6 +7,7 @@ user's retrieved history. The teacher prompt (trajectory generation only) does c
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Sequence
 
 from personalign.tasks.spec import TaskSpec
@@ -36,20 +37,39 @@ FORMAT = (
 _TAGS = re.compile(r"<think>(.*?)</think>\s*<personalized>(.*?)</personalized>", re.DOTALL | re.IGNORECASE)
 
 
+def user_summary(task: TaskSpec, profile: Sequence[ProfileItem]) -> str:
+    """One line of statistics over the user's whole history: label or score counts, or answer length."""
+    outputs = [str(task.item_output(item) or "").strip() for item in profile]
+    outputs = [o for o in outputs if o]
+    if not outputs:
+        return ""
+    if task.kind == "generation":
+        words = sorted(len(o.split()) for o in outputs)
+        return f"This user's past answers have {words[len(words) // 2]} words (median of {len(outputs)})."
+    counts = ", ".join(f"{value} x{n}" for value, n in Counter(outputs).most_common(6))
+    if task.kind == "rating":
+        scores = [float(o) for o in outputs if o.replace(".", "", 1).isdigit()]
+        mean = f" (mean {sum(scores) / len(scores):.1f})" if scores else ""
+        return f"Scores this user gave before: {counts}{mean}."
+    return f"Labels this user chose before: {counts}."
+
+
 def reflection_prompt(task: TaskSpec, task_input: str, base_answer: str, items: Sequence[ProfileItem],
-                      item_max_words: int | None = 40) -> str:
-    """The reflection model's prompt: guidance, the user's retrieved history, the query, the base answer."""
+                      item_max_words: int | None = 40, summary: str = "") -> str:
+    """The reflection model's prompt: guidance, the user's statistics and retrieved history, the query, A_base."""
     history = "\n".join(f"- {task.render_item(item, item_max_words)}" for item in items) or "- (no history)"
+    stats = f"{summary}\n" if summary else ""
     return (
         f"You will receive a user's query, an initial response and examples from this user's history. "
-        f"{_GUIDANCE[task.kind]} {FORMAT}\n\nUser history:\n{history}\n\nUser query: {task_input}\n\n"
+        f"{_GUIDANCE[task.kind]} {FORMAT}\n\n{stats}User history:\n{history}\n\nUser query: {task_input}\n\n"
         f"Initial response: {base_answer.strip()}"
     )
 
 
 def reflection_messages(task: TaskSpec, task_input: str, base_answer: str, items: Sequence[ProfileItem],
-                        item_max_words: int | None = 40) -> Messages:
-    return [{"role": "user", "content": reflection_prompt(task, task_input, base_answer, items, item_max_words)}]
+                        item_max_words: int | None = 40, summary: str = "") -> Messages:
+    return [{"role": "user", "content": reflection_prompt(task, task_input, base_answer, items, item_max_words,
+                                                          summary)}]
 
 
 def teacher_messages(task: TaskSpec, task_input: str, base_answer: str, item: ProfileItem | None, gold: str,

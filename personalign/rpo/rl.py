@@ -52,6 +52,7 @@ class RLPrompt:
     items: list[dict]
     gold: str
     id: str = ""
+    summary: str = ""                 # user statistics line (prompts.user_summary)
 
 
 def _check(rl: RLConfig, prompts: list[RLPrompt]) -> list[int]:
@@ -200,8 +201,8 @@ def _rl_step(batch: list[RLPrompt], k: int, run: _Run) -> dict[str, Any]:
     """Sample, reward, compute advantages and run ``updates_per_batch`` clipped policy-gradient updates."""
     rl, task, tok, policy, ref, dev = run.rl, run.task, run.tokenizer, run.policy, run.ref, run.device
     n, autocast = rl.samples_per_prompt, run.autocast
-    rows = [_prompt_ids(tok, reflection_messages(task, p.task_input, p.base_answer, p.items[:k], run.item_max_words),
-                        rl.max_prompt_tokens) for p in batch]
+    rows = [_prompt_ids(tok, reflection_messages(task, p.task_input, p.base_answer, p.items[:k], run.item_max_words,
+                                                 p.summary), rl.max_prompt_tokens) for p in batch]
     prompt_ids, prompt_attn = (t.to(dev) for t in _left_pad(rows, tok.pad_token_id))
     policy.eval()
     t0 = time.perf_counter()

@@ -69,7 +69,7 @@ def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
         save_strategy="steps",
         save_steps=max(1, round(total_steps * _SAVE_FRACTION)),
         save_total_limit=1,
-        disable_tqdm=True,
+        disable_tqdm=False,  # long CPU runs show progress
     )
 
 

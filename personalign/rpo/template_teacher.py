@@ -12,7 +12,7 @@ from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem
 
 
-def _snippet(text: str, words: int = 12) -> str:
+def _snippet(text: str, words: int = 8) -> str:
     parts = " ".join(str(text).split()).split(" ")
     return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
@@ -21,17 +21,16 @@ def template_thinking(task: TaskSpec, base_answer: str, item: ProfileItem | None
     """A 1-3 sentence rationale linking the user's example to the change from base answer to gold."""
     base = parse_output(task, base_answer) or base_answer.strip()
     shown = task.item_output(item) if item else None
-    evidence = f'The user\'s example "{_snippet(task.item_document(item))}" has the answer "{shown}".' if item else \
-        "The user has no close example."
+    evidence = (f'Similar example: "{_snippet(task.item_document(item))}" -> "{_snippet(shown, 12)}".'
+                if item else "No similar example.")
     if task.kind == "rating":
         try:
-            direction = "higher" if float(gold) > float(base) else "lower" if float(gold) < float(base) else "the same"
+            direction = "higher than" if float(gold) > float(base) else "lower than" if float(gold) < float(base) \
+                else "the same as"
         except ValueError:
-            direction = "different"
-        return (f"{evidence} Judging by how this user scores, the score should be {direction} than the initial "
-                f"{base}, so I adjust it.")
+            direction = "differently from"
+        return f"{evidence} This user would score {direction} the initial {base}."
     if task.kind == "classification":
-        verdict = "matches" if base == gold else "does not match"
-        return f"{evidence} The initial label {verdict} how this user labels similar items, so I choose accordingly."
-    return (f"{evidence} I keep the content of the initial answer but adapt wording, length and tone to this "
-            f"user's style.")
+        verdict = "fits" if base == gold else "does not fit"
+        return f"{evidence} The initial label {verdict} this user's labels."
+    return f"{evidence} Keep the content, in this user's wording, length and tone."

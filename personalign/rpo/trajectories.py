@@ -21,7 +21,8 @@ from personalign.eval.predictions import PredictionLog
 from personalign.retrievers.base import Retriever, build_query
 from personalign.rpo.config import TrajectoryConfig
 from personalign.rpo.filters import is_brief, is_consistent
-from personalign.rpo.prompts import format_reflection, parse_reflection, reflection_messages, teacher_messages
+from personalign.rpo.prompts import (format_reflection, parse_reflection, reflection_messages, teacher_messages,
+                                     user_summary)
 from personalign.rpo.template_teacher import template_thinking
 from personalign.tasks.parsing import parse_output
 from personalign.tasks.spec import TaskSpec
@@ -57,9 +58,12 @@ def ranked_items(retriever: Retriever, task: TaskSpec, example: Example, answer:
 
 def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, items: list[dict], teacher: LLM | None,
                     config: TrajectoryConfig) -> Trajectory:
-    """Ask the teacher (several tries), filter, and fall back to the template teacher when allowed."""
+    """Ask the teacher (several tries), filter, and fall back to the template teacher when allowed.
+
+    ``teacher=None`` skips the LLM teacher (reason "not tried").
+    """
     top = items[0] if items else None
-    outputs, reason = [], "no teacher"
+    outputs, reason = [], "not tried"
     for attempt in range(config.teacher_samples if teacher else 0):
         params = GenParams(max_tokens=config.teacher_max_tokens, temperature=config.teacher_temperature,
                            top_p=0.95, seed=config.seed + attempt)
@@ -83,7 +87,8 @@ def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, it
 
 
 def _accepted(task, example, gold, answer, top, thinking, teacher, outputs, config) -> Trajectory:
-    messages = reflection_messages(task, example.input, answer, [top] if top else [], config.item_max_words)
+    messages = reflection_messages(task, example.input, answer, [top] if top else [], config.item_max_words,
+                                   user_summary(task, example.profile))
     return Trajectory(example.id, messages, format_reflection(thinking, gold), gold, answer,
                       [str(top.get("id", ""))] if top else [], teacher, True, "", outputs)
 
@@ -94,13 +99,15 @@ def generate_trajectories(task: TaskSpec, examples: list[Example], golds: dict[s
     """Write ``trajectories.jsonl`` (resumable), ``rl_prompts.jsonl`` and ``stats.json``; return the stats."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with PredictionLog(out_dir / "trajectories.jsonl") as log, PredictionLog(out_dir / "rl_prompts.jsonl") as prompts:
-        for example in tqdm([e for e in examples if e.id not in log], desc=f"{task.name} trajectories", unit="ex",
-                            file=sys.stderr, initial=sum(e.id in log for e in examples), total=len(examples)):
+        for position, example in enumerate(tqdm(examples, desc=f"{task.name} trajectories", unit="ex", file=sys.stderr)):
+            if example.id in log:
+                continue
             answer = base_answer(base_llm, task, example)
             items = ranked_items(retriever, task, example, answer, k_max)
             prompts.append({"id": example.id, "task_input": example.input, "base_answer": answer, "items": items,
-                            "gold": golds[example.id]})
-            log.append(asdict(make_trajectory(task, example, golds[example.id], answer, items, teacher, config)))
+                            "gold": golds[example.id], "summary": user_summary(task, example.profile)})
+            asked = teacher if config.llm_teacher_examples is None or position < config.llm_teacher_examples else None
+            log.append(asdict(make_trajectory(task, example, golds[example.id], answer, items, asked, config)))
         rows = [log.rows[e.id] for e in examples if e.id in log]
     stats = trajectory_stats(rows)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
@@ -116,12 +123,14 @@ def trajectory_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if r["teacher"] != "llm":
             reasons[r["reject_reason"]] = reasons.get(r["reject_reason"], 0) + 1
     n = max(len(rows), 1)
+    tried = len(rows) - reasons.get("not tried", 0)
     return {
         "examples": len(rows),
         "accepted": len(accepted),
         "accepted_llm_teacher": sum(r["teacher"] == "llm" for r in rows),
         "accepted_template_teacher": sum(r["teacher"] == "template" for r in rows),
-        "llm_teacher_acceptance_rate": sum(r["teacher"] == "llm" for r in rows) / n,
+        "llm_teacher_tried": tried,
+        "llm_teacher_acceptance_rate": sum(r["teacher"] == "llm" for r in rows) / max(tried, 1),
         "llm_teacher_failures_by_reason": reasons,
         "mean_thinking_words": sum(thinking) / max(len(thinking), 1),
         "base_answer_equals_gold_rate": sum(r["base_answer"].strip() == r["gold"].strip() for r in rows) / n,
