@@ -14,6 +14,7 @@ from personalign import registry
 from personalign.errors import ConfigError, PersonalignError
 from personalign.methods import base_name
 from personalign.methods.base import MethodConfig
+from personalign.rpo.export import OUT_TYPES
 
 
 def _csv(value: str) -> list[str]:
@@ -284,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="convert a trained model folder to GGUF for llama.cpp serving")
     ex.add_argument("model", help="transformers model folder, e.g. runs/rpo/LaMP_3/rl/model")
     ex.add_argument("--out", help="GGUF file (default: <model>.<type>.gguf beside the folder)")
-    ex.add_argument("--type", default="f16", choices=["f32", "f16", "bf16", "q8_0"],
+    ex.add_argument("--type", default="f16", choices=OUT_TYPES,
                     help="f16 (default) keeps greedy outputs identical to transformers; q8_0 is faster, not identical")
     ex.set_defaults(func=cmd_export)
 

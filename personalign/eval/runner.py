@@ -89,11 +89,12 @@ def run_method(name: str, config: EvalConfig, examples: list[Example], golds: di
     method = build_method(name, task, llm=llm, retriever=get_retriever(config.retriever, seed=config.seed, cache_dir=cache),
                           config=config.method, cache_dir=cache, **options)
     run_dir = config.run_dir
-    _check_settings(run_dir / "predictions" / f"{name}.settings.json", {
+    log_path = run_dir / "predictions" / f"{name}.jsonl"
+    _check_settings(log_path, {
         "method": name, "options": options, "llm": config.llm if method.needs_llm else None,
         "llm_options": config.llm_options if method.needs_llm else None, "retriever": config.retriever,
         "method_config": asdict(config.method)})
-    with PredictionLog(run_dir / "predictions" / f"{name}.jsonl") as log:
+    with PredictionLog(log_path) as log:
         todo = [ex for ex in examples if ex.id not in log]
         for example in tqdm(todo, desc=f"{config.task} {name}", unit="ex", file=sys.stderr,
                             initial=len(examples) - len(todo), total=len(examples)):
@@ -105,14 +106,15 @@ def run_method(name: str, config: EvalConfig, examples: list[Example], golds: di
     return summarize_rows(task, rows) if golds else {"n": len(rows)}
 
 
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Record what a prediction log was made with; refuse to resume it under different settings."""
+def _check_settings(log_path: Path, settings: dict[str, Any]) -> None:
+    """Record what a prediction log was made with (``<method>.settings.json``); refuse to resume it otherwise."""
     settings = json.loads(json.dumps(settings, default=str))
+    path = log_path.with_suffix(".settings.json")
     if path.exists():
         earlier = json.loads(path.read_text())
         if earlier != settings:
             changed = sorted(k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k))
-            raise ConfigError(f"{path.with_suffix('').with_suffix('.jsonl')}: made with different {', '.join(changed)}; "
+            raise ConfigError(f"{log_path}: made with different {', '.join(changed)}; "
                               "use another --out or method label (name@label), or delete it to start over")
         return
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from personalign.methods.base import Method
-from personalign.tasks.parsing import parse_label, parse_rating
+from personalign.tasks.parsing import parse_label, rating_values
 from personalign.types import Answer, Trace
 
 
@@ -35,13 +35,7 @@ class UserPrior(Method):
         return next(label for label in reversed(labels) if counts[label] == top)
 
     def _mean_rating(self, outputs: list[str]) -> str:
-        values = []
-        for output in outputs:
-            try:
-                values.append(float(parse_rating(output)))
-            except ValueError:
-                continue
+        values = rating_values(outputs)
         return f"{sum(values) / len(values):.2f}".rstrip("0").rstrip(".") if values else ""
-
 
 PLUGIN = UserPrior

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
+from personalign.tasks.parsing import rating_values
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Messages, ProfileItem
 
@@ -48,7 +49,7 @@ def user_summary(task: TaskSpec, profile: Sequence[ProfileItem]) -> str:
         return f"This user's past answers have {words[len(words) // 2]} words (median of {len(outputs)})."
     counts = ", ".join(f"{value} x{n}" for value, n in Counter(outputs).most_common(6))
     if task.kind == "rating":
-        scores = [float(o) for o in outputs if o.replace(".", "", 1).isdigit()]
+        scores = rating_values(outputs)
         mean = f" (mean {sum(scores) / len(scores):.1f})" if scores else ""
         return f"Scores this user gave before: {counts}{mean}."
     return f"Labels this user chose before: {counts}."

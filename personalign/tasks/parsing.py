@@ -69,6 +69,17 @@ def parse_rating(raw: str, low: float = 1.0, high: float = 5.0) -> str:
     return raw.strip()
 
 
+def rating_values(outputs: list[str]) -> list[float]:
+    """The ratings among ``outputs`` (a user's past scores), skipping any that do not parse as a number."""
+    values = []
+    for output in outputs:
+        try:
+            values.append(float(parse_rating(output)))
+        except ValueError:
+            continue
+    return values
+
+
 def _canonical_number(token: str) -> str:
     value = float(token)
     return str(int(value)) if value.is_integer() else str(value)
