@@ -131,3 +131,29 @@ def test_llm_teacher_is_asked_only_for_the_first_examples_when_limited(tmp_path)
                                   tmp_path)
     assert teacher.calls == 1 and stats["llm_teacher_tried"] == 1 and stats["llm_teacher_acceptance_rate"] == 1.0
     assert stats["accepted_template_teacher"] == 3 and stats["llm_teacher_failures_by_reason"] == {"not tried": 3}
+
+
+LAMP7 = get_task("LaMP_7")
+TWEET = LAMP7.format_input("Michael Vaughan is gutted about dropping 2 points at home.")
+TWEETS = [{"text": "@bigjack Not today.", "id": "t1", "date": "2020-01-01"}]
+
+
+def test_text_targets_drop_handles_and_urls_the_input_lacks():
+    gold = "@MichaelVaughan @MMAjunkie gutted about dropping 2 points #MUFC https://t.co/x though..."
+    example = Example(id="t", input=TWEET, profile=TWEETS)
+    row = make_trajectory(LAMP7, example, gold, "He is sad.", TWEETS, None, TrajectoryConfig())
+    thinking, answer = parse_reflection(row.target)
+    assert answer == "@MichaelVaughan gutted about dropping 2 points though..."  # the name is in the input
+    assert row.gold == gold  # the reward and the statistics still use the real gold
+    assert 'Keep the query\'s words "gutted about dropping 2 points' in thinking and '"@bigjack Not today."' in thinking
+    kept = make_trajectory(LAMP7, example, gold, "He is sad.", TWEETS, None, TrajectoryConfig(strip_unseen_handles=False))
+    assert parse_reflection(kept.target)[1] == gold
+    labels = make_trajectory(LAMP3, EXAMPLE, "#5", "3", PROFILE[:1], None, TrajectoryConfig())
+    assert parse_reflection(labels.target)[1] == "#5"  # only text tasks are cleaned
+
+
+def test_reflected_answer_parses_or_falls_back():
+    from personalign.methods.rpo import reflected_answer
+
+    assert reflected_answer(LAMP3, "<think>lenient</think><personalized>Score: 4</personalized>", "3") == ("4", "lenient", False)
+    assert reflected_answer(LAMP3, "<think>lenient</think><personalized>4", "3") == ("3", "", True)

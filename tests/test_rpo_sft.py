@@ -120,3 +120,25 @@ def test_plot_sft_loss(tmp_path):
     log.write_text("".join(json.dumps({"step": s, "loss": 3.0 / s, "lr": 1e-5}) + "\n" for s in range(1, 5)))
     png = plot_sft_loss(log, tmp_path / "sft.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_later_stages_take_the_data_hash_from_the_trajectories_manifest(tmp_path):
+    """SFT and RL never read the data (a GPU machine has none): their manifests copy the trajectories' hash."""
+    from personalign.errors import DataError
+    from personalign.rpo.pipeline import _data_hash, stage_dir
+
+    config = RPOConfig(task="LaMP_2", data=str(tmp_path / "no-data"), out=str(tmp_path / "runs"))
+    with pytest.raises(DataError):
+        _data_hash(config, "sft")  # no trajectories manifest yet: the data itself is needed
+    stage_dir(config, "trajectories").mkdir(parents=True)
+    (stage_dir(config, "trajectories") / "manifest.json").write_text(json.dumps({"data_sha256": "abc123"}))
+    assert _data_hash(config, "sft") == _data_hash(config, "rl") == "abc123"
+    with pytest.raises(DataError):
+        _data_hash(config, "trajectories")
+
+
+def test_sft_arguments_turn_checkpointing_off_under_either_transformers_name(tmp_path):
+    from personalign.rpo.sft import _sft_args
+
+    args = _sft_args(_config(), tmp_path, 8)
+    assert getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", None)) is False

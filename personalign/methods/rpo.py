@@ -18,6 +18,7 @@ from personalign.backends.base import LLM
 from personalign.methods.base import Method
 from personalign.rpo.prompts import parse_reflection, reflection_messages, user_summary
 from personalign.tasks.parsing import parse_output
+from personalign.tasks.spec import TaskSpec
 from personalign.types import Answer, GenParams, Messages, Trace
 
 
@@ -64,10 +65,17 @@ class RPO(Method):
         completion = self.reflection_llm.chat(messages, GenParams(max_tokens=self.reflection_max_tokens,
                                                                   temperature=0.0, seed=self.config.seed))
         trace.record_call(messages, completion)
-        parsed = parse_reflection(completion.text)
-        trace.extra.update(base_answer=base, fallback=parsed is None, thinking=parsed[0] if parsed else "")
-        final = parse_output(self.task, parsed[1]) if parsed else base
+        final, thinking, fallback = reflected_answer(self.task, completion.text, base)
+        trace.extra.update(base_answer=base, fallback=fallback, thinking=thinking)
         return Answer(final, trace)
+
+
+def reflected_answer(task: TaskSpec, reflection: str, base_answer: str) -> tuple[str, str, bool]:
+    """``(final answer, thinking, fell back)``: the parsed ``<personalized>`` answer, or A_base if malformed."""
+    parsed = parse_reflection(reflection)
+    if parsed is None:
+        return base_answer, "", True
+    return parse_output(task, parsed[1]), parsed[0], False
 
 
 PLUGIN = RPO

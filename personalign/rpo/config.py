@@ -26,6 +26,7 @@ class TrajectoryConfig:
     rouge_threshold: float = 0.5           # consistency filter for text tasks
     max_think_words: int = 80              # brevity filter
     template_fallback: bool = True         # use the template teacher when the LLM teacher fails every try
+    strip_unseen_handles: bool = True      # text tasks: drop @handles/#tags/URLs absent from the input from SFT targets
     item_max_words: int = 40
     seed: int = 0
 

@@ -32,7 +32,12 @@ def input_dir(config: RPOConfig, stage: str) -> Path:
     return Path(config.reuse or config.out) / config.task / stage
 
 
-def _data_hash(config: RPOConfig) -> str:
+def _data_hash(config: RPOConfig, stage: str = "trajectories") -> str:
+    """The train split's hash; later stages take it from the trajectories' manifest (they never read the data)."""
+    if stage != "trajectories":
+        manifest = input_dir(config, "trajectories") / "manifest.json"
+        if manifest.is_file():
+            return json.loads(manifest.read_text()).get("data_sha256")
     return files_sha256([p for p in find_split_files(config.data, config.task, config.split, "train") if p])
 
 
@@ -71,9 +76,9 @@ def run_sft(config: RPOConfig) -> dict[str, Any]:
     if not rows:
         raise ConfigError("no accepted trajectories to train on")
     out = stage_dir(config, "sft")
-    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "sft", "status": "running"})
+    write_manifest(out / "manifest.json", config, _data_hash(config, "sft"), {"stage": "sft", "status": "running"})
     summary = train_sft(config, rows, out)
-    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "sft", "status": "done", "summary": summary})
+    write_manifest(out / "manifest.json", config, _data_hash(config, "sft"), {"stage": "sft", "status": "done", "summary": summary})
     return summary
 
 
@@ -85,9 +90,9 @@ def run_rl(config: RPOConfig) -> dict[str, Any]:
                         gold=r["gold"], summary=r.get("summary", "")) for r in rows]
     init = config.sft.model if config.skip_sft else input_dir(config, "sft") / "model"
     out = stage_dir(config, "rl")
-    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "rl", "status": "running", "init": str(init)})
+    write_manifest(out / "manifest.json", config, _data_hash(config, "rl"), {"stage": "rl", "status": "running", "init": str(init)})
     summary = train_rl(config, prompts, init, out, item_max_words=config.trajectories.item_max_words)
-    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "rl", "status": "done", "summary": summary})
+    write_manifest(out / "manifest.json", config, _data_hash(config, "rl"), {"stage": "rl", "status": "done", "summary": summary})
     return summary
 
 

@@ -40,6 +40,7 @@ def plot_rl_curves(log_paths: dict[str, Path], out_png: Path) -> Path:
     bottom.set_ylabel("KL to SFT policy (k1)")
     bottom.set_xlabel("RL step")
     top.legend()
+    bottom.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
     for axis in (top, bottom):
         axis.grid(alpha=0.3)
     return _save(fig, plt, out_png)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,10 @@ def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
     sft = config.sft
     cuda = torch.cuda.is_available()
     total_steps = math.ceil(math.ceil(n_examples / sft.batch_size) / sft.gradient_accumulation_steps * sft.epochs)
+    names = {f.name for f in fields(SFTConfig)}  # newer transformers call gradient_checkpointing this
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return SFTConfig(
+        **{checkpointing: False},  # small models: speed over memory
         output_dir=str(checkpoints),
         num_train_epochs=sft.epochs,
         per_device_train_batch_size=sft.batch_size,
@@ -63,7 +67,6 @@ def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
         use_cpu=not cuda,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         fp16=False,
-        activation_checkpointing=False,  # small models: speed over memory
         logging_steps=1,
         report_to=[],
         save_strategy="steps",

@@ -7,6 +7,8 @@ each trajectory, and the acceptance statistics report both.
 
 from __future__ import annotations
 
+import re
+
 from personalign.tasks.parsing import parse_output
 from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem
@@ -17,12 +19,18 @@ def _snippet(text: str, words: int = 8) -> str:
     return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
 
 
-def template_thinking(task: TaskSpec, base_answer: str, item: ProfileItem | None, gold: str) -> str:
-    """A 1-3 sentence rationale linking the user's example to the change from base answer to gold."""
+def template_thinking(task: TaskSpec, base_answer: str, item: ProfileItem | None, gold: str,
+                      query: str = "") -> str:
+    """A 1-3 sentence rationale linking the user's example to the change from base answer to gold.
+
+    For text tasks it names the words of ``query`` that the user's answer keeps, and the answer's length.
+    """
     base = parse_output(task, base_answer) or base_answer.strip()
     shown = task.item_output(item) if item else None
-    evidence = (f'Similar example: "{_snippet(task.item_document(item))}" -> "{_snippet(shown, 12)}".'
-                if item else "No similar example.")
+    document = task.item_document(item) if item else ""
+    evidence = ("No similar example." if not item else f'Similar example: "{_snippet(shown, 12)}".'
+                if document.strip() == str(shown).strip() else
+                f'Similar example: "{_snippet(document)}" -> "{_snippet(shown, 12)}".')
     if task.kind == "rating":
         try:
             direction = "higher than" if float(gold) > float(base) else "lower than" if float(gold) < float(base) \
@@ -33,4 +41,31 @@ def template_thinking(task: TaskSpec, base_answer: str, item: ProfileItem | None
     if task.kind == "classification":
         verdict = "fits" if base == gold else "does not fit"
         return f"{evidence} The initial label {verdict} this user's labels."
-    return f"{evidence} Keep the content, in this user's wording, length and tone."
+    kept = words_from(gold, query)
+    anchor = f'Keep the query\'s words "{_snippet(" ".join(kept), 10)}"' if kept else "Keep the content"
+    return f"{evidence} {anchor}; about {len(gold.split())} words, in this user's wording and tone."
+
+
+def _plain(word: str) -> str:
+    return re.sub(r"[^\w]", "", word.lower())
+
+
+def words_from(text: str, source: str) -> list[str]:
+    """The words of ``text`` that also occur in ``source`` (case and punctuation ignored), in order, once each."""
+    seen, source_words, kept = set(), {_plain(w) for w in source.split()}, []
+    for word in text.split():
+        plain = _plain(word)
+        if plain and plain in source_words and plain not in seen:
+            seen.add(plain)
+            kept.append(word.strip(".,;:!?\"'()"))
+    return kept
+
+
+_UNSEEN = re.compile(r"^(?:[@#]\w|https?://|www\.)")
+
+
+def without_unseen_handles(gold: str, seen_text: str) -> str:
+    """``gold`` without @handles, #hashtags and URLs that ``seen_text`` lacks: the model cannot infer them."""
+    seen = _plain(seen_text.replace(" ", ""))
+    kept = [w for w in gold.split() if not (_UNSEEN.match(w) and _plain(w) not in seen)]
+    return " ".join(kept) if kept else gold.strip()

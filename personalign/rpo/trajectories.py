@@ -23,7 +23,7 @@ from personalign.rpo.config import TrajectoryConfig
 from personalign.rpo.filters import is_brief, is_consistent
 from personalign.rpo.prompts import (format_reflection, parse_reflection, reflection_messages, teacher_messages,
                                      user_summary)
-from personalign.rpo.template_teacher import template_thinking
+from personalign.rpo.template_teacher import template_thinking, without_unseen_handles
 from personalign.tasks.parsing import parse_output
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Example, GenParams
@@ -79,17 +79,26 @@ def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, it
         else:
             return _accepted(task, example, gold, answer, top, parsed[0], "llm", outputs, config)
     if config.template_fallback:
-        row = _accepted(task, example, gold, answer, top, template_thinking(task, answer, top, gold), "template",
-                        outputs, config)
+        thinking = template_thinking(task, answer, top, sft_answer(task, example, gold, answer, config),
+                                     task.query_text(example.input))
+        row = _accepted(task, example, gold, answer, top, thinking, "template", outputs, config)
         row.reject_reason = reason  # why the LLM teacher failed, kept for the statistics
         return row
     return Trajectory(example.id, [], "", gold, answer, [], "", False, reason, outputs)
 
 
+def sft_answer(task: TaskSpec, example: Example, gold: str, answer: str, config: TrajectoryConfig) -> str:
+    """The answer the SFT target ends with: the gold, minus (text tasks) handles and URLs the input lacks."""
+    if task.kind != "generation" or not config.strip_unseen_handles:
+        return gold
+    return without_unseen_handles(gold, f"{example.input} {answer}")
+
+
 def _accepted(task, example, gold, answer, top, thinking, teacher, outputs, config) -> Trajectory:
     messages = reflection_messages(task, example.input, answer, [top] if top else [], config.item_max_words,
                                    user_summary(task, example.profile))
-    return Trajectory(example.id, messages, format_reflection(thinking, gold), gold, answer,
+    target = format_reflection(thinking, sft_answer(task, example, gold, answer, config))
+    return Trajectory(example.id, messages, target, gold, answer,
                       [str(top.get("id", ""))] if top else [], teacher, True, "", outputs)
 
 
