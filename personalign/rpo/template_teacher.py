@@ -26,11 +26,7 @@ def template_thinking(task: TaskSpec, base_answer: str, item: ProfileItem | None
     For text tasks it names the words of ``query`` that the user's answer keeps, and the answer's length.
     """
     base = parse_output(task, base_answer) or base_answer.strip()
-    shown = task.item_output(item) if item else None
-    document = task.item_document(item) if item else ""
-    evidence = ("No similar example." if not item else f'Similar example: "{_snippet(shown, 12)}".'
-                if document.strip() == str(shown).strip() else
-                f'Similar example: "{_snippet(document)}" -> "{_snippet(shown, 12)}".')
+    evidence = _evidence(task, item)
     if task.kind == "rating":
         try:
             direction = "higher than" if float(gold) > float(base) else "lower than" if float(gold) < float(base) \
@@ -44,6 +40,16 @@ def template_thinking(task: TaskSpec, base_answer: str, item: ProfileItem | None
     kept = words_from(gold, query)
     anchor = f'Keep the query\'s words "{_snippet(" ".join(kept), 10)}"' if kept else "Keep the content"
     return f"{evidence} {anchor}; about {len(gold.split())} words, in this user's wording and tone."
+
+
+def _evidence(task: TaskSpec, item: ProfileItem | None) -> str:
+    """The top-1 history item and the user's answer to it (once, when they are the same text)."""
+    if not item:
+        return "No similar example."
+    document, shown = task.item_document(item), str(task.item_output(item))
+    if document.strip() == shown.strip():
+        return f'Similar example: "{_snippet(shown, 12)}".'
+    return f'Similar example: "{_snippet(document)}" -> "{_snippet(shown, 12)}".'
 
 
 def _plain(word: str) -> str:
