@@ -24,14 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from personalign.rpo.pipeline import read_jsonl  # noqa: E402
 from personalign.tasks import get_task  # noqa: E402
 
 PREDICTIONS = "runs/reallamp/{task}/user-dev/predictions/rpo@rl.jsonl"
 CARRIED = ("trajectories.jsonl", "rl_prompts.jsonl", "manifest.json")
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -46,7 +43,7 @@ def prompts(args: argparse.Namespace) -> None:
         for name in CARRIED:
             shutil.copy(Path(args.runs) / task / "trajectories" / name, out / name)
         rows = [{"id": r["id"], "messages": r["trace"]["prompts"][-1], "base_answer": r["trace"]["extra"]["base_answer"]}
-                for r in _jsonl(Path(args.predictions.format(task=task)))]
+                for r in read_jsonl(Path(args.predictions.format(task=task)))]
         _write_jsonl(out / "dev_prompts.jsonl", rows)
         print(f"{task}: {len(rows)} dev prompts -> {out}")
 
@@ -78,7 +75,7 @@ def trl_step_time(config, prompts_file: Path, init: Path, steps: int, work: Path
     from personalign.rpo.rewards import task_reward
 
     rl, task = config.rl, get_task(config.task)
-    rows = _jsonl(prompts_file)[: rl.prompts_per_step * (steps + 1)]
+    rows = read_jsonl(prompts_file)[: rl.prompts_per_step * (steps + 1)]
     data = Dataset.from_list([{"prompt": reflection_messages(task, r["task_input"], r["base_answer"],
                                                              r["items"][: rl.k_max], config.trajectories.item_max_words,
                                                              r.get("summary", "")), "gold": r["gold"]} for r in rows])
@@ -124,8 +121,8 @@ def run(args: argparse.Namespace) -> None:
             shutil.copy(carry / task / name, trajectories / name)
         sft, rl = run_stage("sft", config), run_stage("rl", config)
         for stage in ("sft", "rl"):
-            logs += [{"task": task, "stage": stage, **row} for row in _jsonl(stage_dir(config, stage) / f"{stage}_log.jsonl")]
-        rows = _jsonl(carry / task / "dev_prompts.jsonl")
+            logs += [{"task": task, "stage": stage, **row} for row in read_jsonl(stage_dir(config, stage) / f"{stage}_log.jsonl")]
+        rows = read_jsonl(carry / task / "dev_prompts.jsonl")
         t0 = time.perf_counter()
         texts = {stage: _generate(stage_dir(config, stage) / "model", rows, args.max_tokens) for stage in ("sft", "rl")}
         gens += [{"task": task, "id": r["id"], "base_answer": r["base_answer"], "sft": a, "rl": b}
@@ -163,7 +160,7 @@ def score(args: argparse.Namespace) -> None:
     from personalign.tasks.metrics import compute_metrics
 
     gen_dir = Path(args.gen)
-    rows, logs = _jsonl(gen_dir / "gen.jsonl"), _jsonl(gen_dir / "logs.jsonl")
+    rows, logs = read_jsonl(gen_dir / "gen.jsonl"), read_jsonl(gen_dir / "logs.jsonl")
     print("| task | model | metric 1 | metric 2 | fallback_rate | n |\n|---|---|---|---|---|---|")
     for task_name in dict.fromkeys(r["task"] for r in rows):
         task = get_task(task_name)

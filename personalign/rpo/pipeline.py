@@ -41,7 +41,8 @@ def _data_hash(config: RPOConfig, stage: str = "trajectories") -> str:
     return files_sha256([p for p in find_split_files(config.data, config.task, config.split, "train") if p])
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file an earlier stage wrote."""
     if not path.exists():
         raise ConfigError(f"{path} does not exist: run the earlier stage first")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -60,39 +61,39 @@ def run_trajectories(config: RPOConfig, cache_dir: str = ".cache/personalign") -
     cache = Path(cache_dir) / "llm.sqlite"
     base = get_llm(tc.base_llm, cache_path=cache, **tc.base_llm_options)
     teacher = None if tc.teacher_llm == "template" else get_llm(tc.teacher_llm, cache_path=cache, **tc.teacher_llm_options)
-    out = stage_dir(config, "trajectories")
-    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "trajectories", "status": "running"})
+    out, data_hash = stage_dir(config, "trajectories"), _data_hash(config)
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "trajectories", "status": "running"})
     stats = generate_trajectories(task, examples, golds, base, teacher, get_retriever(tc.retriever, seed=tc.seed),
                                   tc, out, k_max=config.rl.k_max)
-    write_manifest(out / "manifest.json", config, _data_hash(config), {"stage": "trajectories", "status": "done", "stats": stats})
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "trajectories", "status": "done", "stats": stats})
     return stats
 
 
 def run_sft(config: RPOConfig) -> dict[str, Any]:
     from personalign.rpo.sft import train_sft
 
-    rows = [r for r in _read_jsonl(input_dir(config, "trajectories") / "trajectories.jsonl") if r["accepted"]]
+    rows = [r for r in read_jsonl(input_dir(config, "trajectories") / "trajectories.jsonl") if r["accepted"]]
     rows = rows[: config.sft.max_examples] if config.sft.max_examples else rows
     if not rows:
         raise ConfigError("no accepted trajectories to train on")
-    out = stage_dir(config, "sft")
-    write_manifest(out / "manifest.json", config, _data_hash(config, "sft"), {"stage": "sft", "status": "running"})
+    out, data_hash = stage_dir(config, "sft"), _data_hash(config, "sft")
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "sft", "status": "running"})
     summary = train_sft(config, rows, out)
-    write_manifest(out / "manifest.json", config, _data_hash(config, "sft"), {"stage": "sft", "status": "done", "summary": summary})
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "sft", "status": "done", "summary": summary})
     return summary
 
 
 def run_rl(config: RPOConfig) -> dict[str, Any]:
     from personalign.rpo.rl import RLPrompt, train_rl
 
-    rows = _read_jsonl(input_dir(config, "trajectories") / "rl_prompts.jsonl")
+    rows = read_jsonl(input_dir(config, "trajectories") / "rl_prompts.jsonl")
     prompts = [RLPrompt(id=r["id"], task_input=r["task_input"], base_answer=r["base_answer"], items=r["items"],
                         gold=r["gold"], summary=r.get("summary", "")) for r in rows]
     init = config.sft.model if config.skip_sft else input_dir(config, "sft") / "model"
-    out = stage_dir(config, "rl")
-    write_manifest(out / "manifest.json", config, _data_hash(config, "rl"), {"stage": "rl", "status": "running", "init": str(init)})
+    out, data_hash = stage_dir(config, "rl"), _data_hash(config, "rl")
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "running", "init": str(init)})
     summary = train_rl(config, prompts, init, out, item_max_words=config.trajectories.item_max_words)
-    write_manifest(out / "manifest.json", config, _data_hash(config, "rl"), {"stage": "rl", "status": "done", "summary": summary})
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "done", "summary": summary})
     return summary
 
 

@@ -63,6 +63,7 @@ def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, it
     ``teacher=None`` skips the LLM teacher (reason "not tried").
     """
     top = items[0] if items else None
+    target = sft_answer(task, example, gold, answer, config)
     outputs, reason = [], "not tried"
     for attempt in range(config.teacher_samples if teacher else 0):
         params = GenParams(max_tokens=config.teacher_max_tokens, temperature=config.teacher_temperature,
@@ -77,11 +78,10 @@ def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, it
         elif not is_brief(parsed[0], config.max_think_words):
             reason = "too long"
         else:
-            return _accepted(task, example, gold, answer, top, parsed[0], "llm", outputs, config)
+            return _accepted(task, example, gold, target, answer, top, parsed[0], "llm", outputs, config)
     if config.template_fallback:
-        thinking = template_thinking(task, answer, top, sft_answer(task, example, gold, answer, config),
-                                     task.query_text(example.input))
-        row = _accepted(task, example, gold, answer, top, thinking, "template", outputs, config)
+        thinking = template_thinking(task, answer, top, target, task.query_text(example.input))
+        row = _accepted(task, example, gold, target, answer, top, thinking, "template", outputs, config)
         row.reject_reason = reason  # why the LLM teacher failed, kept for the statistics
         return row
     return Trajectory(example.id, [], "", gold, answer, [], "", False, reason, outputs)
@@ -94,11 +94,11 @@ def sft_answer(task: TaskSpec, example: Example, gold: str, answer: str, config:
     return without_unseen_handles(gold, f"{example.input} {answer}")
 
 
-def _accepted(task, example, gold, answer, top, thinking, teacher, outputs, config) -> Trajectory:
+def _accepted(task, example, gold, target, answer, top, thinking, teacher, outputs, config) -> Trajectory:
+    """An accepted row; ``target`` is the answer the SFT target ends with (``sft_answer``)."""
     messages = reflection_messages(task, example.input, answer, [top] if top else [], config.item_max_words,
                                    user_summary(task, example.profile))
-    target = format_reflection(thinking, sft_answer(task, example, gold, answer, config))
-    return Trajectory(example.id, messages, target, gold, answer,
+    return Trajectory(example.id, messages, format_reflection(thinking, target), gold, answer,
                       [str(top.get("id", ""))] if top else [], teacher, True, "", outputs)
 
 
