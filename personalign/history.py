@@ -2,32 +2,47 @@
 
 from __future__ import annotations
 
-import json
+import io
 from pathlib import Path
+from typing import Any
 
-from personalign.data.lamp_io import check_profile
+import ijson
+
+from personalign.data.lamp_io import MAX_DEPTH, check_profile, depth_limited
 from personalign.errors import DataError
 from personalign.types import ProfileItem
+
+
+def _parse(data: bytes) -> Any:
+    """One JSON value, parsed with bounded nesting (raises ValueError-like ijson errors)."""
+    return next(ijson.items(depth_limited(ijson.parse(io.BytesIO(data), use_float=True)), ""))
 
 
 def read_history(path: str | Path) -> list[ProfileItem]:
     """Profile items from a JSON list of items, an object with a ``profile`` list, or JSON lines."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(str(path), None, None, f"cannot read history: {exc}") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = _parse(raw)
+    except StopIteration:
+        raise DataError(str(path), None, None, "file is empty (expected a JSON list of history items)") from None
+    except (ijson.JSONError, ValueError) as exc:
+        if "nested deeper" in str(exc):
+            raise DataError(str(path), None, None, f"JSON nested deeper than {MAX_DEPTH} levels") from None
         data = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(raw.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                data.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(str(path), f"line {number}", None, f"invalid JSON: {exc.msg}") from None
+                data.append(_parse(line))
+            except (ijson.JSONError, ValueError, StopIteration) as line_exc:
+                problem = " ".join(str(line_exc).split())[:120] or "invalid JSON"
+                raise DataError(str(path), f"line {number}", None, f"invalid JSON: {problem}") from None
     if isinstance(data, dict):
         data = data.get("profile")
     if not isinstance(data, list):

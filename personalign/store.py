@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from personalign.errors import ConfigError
+
 
 def stable_hash(value: Any) -> str:
     """SHA-256 of a JSON-serialisable value with sorted keys (a stable cache key)."""
@@ -24,12 +26,17 @@ class SqliteStore:
         self.path, self.table = Path(path), table
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; ~40x faster writes
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
-            self._db.commit()
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; ~40x faster writes
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+                self._db.commit()
+                self._db.execute(f"SELECT key FROM {table} LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path} is damaged ({exc}); it is a cache: delete it (and its -wal/-shm files) "
+                              "and run again, only speed is lost") from None
 
     def get_bytes(self, key: str) -> bytes | None:
         with self._lock:

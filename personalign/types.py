@@ -25,6 +25,7 @@ class Trace:
     """What a method did to produce an answer: retrieval, prompts, raw outputs, token counts."""
 
     retrieved_ids: list[str] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)
     prompts: list[Messages] = field(default_factory=list)
     raw_outputs: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
@@ -32,8 +33,9 @@ class Trace:
     cached_calls: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def record_call(self, messages: Messages, completion: "Completion") -> None:
-        """Append one LLM call (prompt, output, token counts) to the trace."""
+    def record_call(self, messages: Messages, completion: "Completion", stage: str = "answer") -> None:
+        """Append one LLM call (stage, prompt, raw output, token counts) to the trace."""
+        self.stages.append(stage)
         self.prompts.append(messages)
         self.raw_outputs.append(completion.text)
         self.prompt_tokens += completion.prompt_tokens
@@ -46,10 +48,25 @@ class Trace:
 
 @dataclass
 class Answer:
-    """A method's answer (already parsed into the task's canonical form) with its trace."""
+    """A method's raw answer with its trace; ``output_filter`` names how score time parses it.
 
-    text: str
+    Parsing is a filter applied after generation (``personalign.tasks.filters``), so a parser fix
+    rescores a run without calling an LLM again.
+    """
+
+    raw: str
     trace: Trace = field(default_factory=Trace)
+    output_filter: str = "plain"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One LLM call a method asks for: which backend (``llm``), the messages and sampling parameters."""
+
+    messages: Messages
+    params: "GenParams"
+    stage: str = "answer"
+    llm: str = "base"
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ def test_openai_batch_bounded_concurrency_in_order(serve):
         return 200, {}, reply("echo:" + body["messages"][-1]["content"])
 
     url, state = serve(echo)
-    llm = OpenAICompatibleLLM("m", base_url=url, max_concurrency=2)
+    llm = OpenAICompatibleLLM("m", base_url=url, concurrency=2)
     out = llm.chat_batch([ask(str(i)) for i in range(8)])
     assert [c.text for c in out] == [f"echo:{i}" for i in range(8)]
     assert len(state["requests"]) == 8 and state["max_in_flight"] == 2

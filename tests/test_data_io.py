@@ -64,10 +64,18 @@ def test_questions_round_trip_is_official_json(tmp_path):
 
 def test_outputs_round_trip(tmp_path):
     path = tmp_path / "dev_outputs.json"
-    write_outputs(path, "LaMP_3", [("1", "4"), ("2", "élan")])
+    write_outputs(path, "LaMP_7", [("1", "4"), ("2", "élan")])
     assert json.loads(path.read_text(encoding="utf-8")) == {
-        "task": "LaMP_3", "golds": [{"id": "1", "output": "4"}, {"id": "2", "output": "élan"}]}
-    assert read_outputs(path) == ("LaMP_3", {"1": "4", "2": "élan"})
+        "task": "LaMP_7", "golds": [{"id": "1", "output": "4"}, {"id": "2", "output": "élan"}]}
+    assert read_outputs(path) == ("LaMP_7", {"1": "4", "2": "élan"})
+
+
+@pytest.mark.parametrize("task, gold", [("LaMP_3", "élan"), ("LaMP_3", "7"), ("LaMP_3", "nan"), ("LaMP_2", "horror")])
+def test_gold_outside_the_task_labels_is_refused(tmp_path, task, gold):
+    path = tmp_path / "dev_outputs.json"
+    write_outputs(path, task, [("1", "4" if task == "LaMP_3" else "comedy"), ("2", gold)])
+    with pytest.raises(DataError, match=r"record 1 \(id \"2\"\): field 'golds\[1\]\.output'"):
+        read_outputs(path)
 
 
 def test_failed_write_keeps_old_file(tmp_path):

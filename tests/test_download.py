@@ -45,7 +45,7 @@ def publish(site: Path, remote_dir: str, task: str) -> dict[str, bytes]:
             item = {field: "4" for field in get_task(task).profile_fields}
             value = [{"id": f"{part}1", "input": f"input: {part} ✓", "profile": [item]}]
         else:
-            value = {"task": task, "golds": [{"id": f"{part}1", "output": "5"}]}
+            value = {"task": task, "golds": [{"id": f"{part}1", "output": get_task(task).labels[-1] if task == "LaMP_2" else "5"}]}
         target = site / "downloads" / "LaMP" / remote_dir / part / f"{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         contents[name] = json.dumps(value, ensure_ascii=False).encode()
@@ -78,7 +78,7 @@ def test_downloads_into_layout(tmp_path, server, task, split, remote_dir):
     for name, path in zip(FILES, paths):
         assert path.read_bytes() == contents[name]
     examples, golds = load_split(out, get_task(task), split, "dev")
-    assert [e.id for e in examples] == ["dev1"] and golds == {"dev1": "5"}
+    assert [e.id for e in examples] == ["dev1"] and golds == {"dev1": get_task(task).labels[-1] if task == "LaMP_2" else "5"}
     assert load_split(out, get_task(task), split, "test")[1] is None
 
     (site / "downloads" / "LaMP" / remote_dir / "dev" / "dev_outputs.json").write_text("changed")

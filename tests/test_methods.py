@@ -31,7 +31,7 @@ def method(name, task=LAMP3, answers=("4",), **config):
 def test_zero_shot_sends_only_the_input():
     m, llm = method("zero-shot")
     answer = m.answer(EXAMPLE3, PROFILE3)
-    assert answer.text == "4"
+    assert m.final(answer).prediction == "4"
     assert answer.trace.prompts[0][-1]["content"] == EXAMPLE3.input
     assert answer.trace.retrieved_ids == [] and llm.calls == 1
 
@@ -52,41 +52,46 @@ def test_icl_uses_the_most_recent_items():
     assert answer.trace.retrieved_ids == ["e", "d"]
 
 
-def test_pag_summary_is_written_once_per_user(tmp_path):
-    llm = FakeHashLLM(["likes strings"])
-    m = build_method("pag", LAMP3, llm=llm, retriever=get_retriever("bm25"), cache_dir=tmp_path)
+def test_pag_summary_is_written_once_per_user_and_its_tokens_are_counted(tmp_path):
+    from personalign.backends._cached import CachedLLM
+
+    inner = FakeHashLLM(["likes strings"])
+    llm = CachedLLM(inner, tmp_path / "llm.sqlite")
+    m = build_method("pag", LAMP3, llm=llm, retriever=get_retriever("bm25"))
     first = m.answer(EXAMPLE3, PROFILE3)
-    assert llm.calls == 2 and "About this user: likes strings" in first.trace.prompts[-1][-1]["content"]
-    m.answer(Example(id="q2", input=LAMP3.format_input("cheap cable"), profile=PROFILE3), PROFILE3)
-    assert llm.calls == 3  # summary reused
-    fresh = build_method("pag", LAMP3, llm=llm, retriever=get_retriever("bm25"), cache_dir=tmp_path)
-    fresh.answer(EXAMPLE3, PROFILE3)
-    assert llm.calls == 4  # summary read back from the on-disk cache
+    assert inner.calls == 2 and "About this user: likes strings" in first.trace.prompts[-1][-1]["content"]
+    second = m.answer(Example(id="q2", input=LAMP3.format_input("cheap cable"), profile=PROFILE3), PROFILE3)
+    assert inner.calls == 3  # the summary came from the cache
+    assert second.trace.stages == ["summary", "answer"] and second.trace.cached_calls == 1
+    assert second.trace.prompt_tokens == sum(len(p[-1]["content"].split()) for p in second.trace.prompts)
+    other = build_method("pag", LAMP3, llm=llm, retriever=get_retriever("bm25"), config=MethodConfig(summary_items=2))
+    other.answer(EXAMPLE3, PROFILE3)
+    assert inner.calls == 4  # another summary setting is another prompt: a new summary, never a stale one
 
 
 def test_cot_reads_the_answer_after_the_marker_and_asks_to_think():
     m, _ = method("cot-rag", answers=["The user is lenient with strings.\nAnswer: 5 stars"])
     answer = m.answer(EXAMPLE3, PROFILE3)
-    assert answer.text == "5"
+    assert m.final(answer).prediction == "5"
     assert "Answer:" in answer.trace.prompts[0][-1]["content"]
 
 
 def test_user_prior_majority_label_mean_rating_and_nearest_output():
     prior = build_method("user-prior", LAMP3, retriever=get_retriever("bm25"))
-    assert prior.answer(EXAMPLE3, PROFILE3).text == "3.6"  # (2+5+3+4+4)/5
+    assert prior.answer_text(EXAMPLE3, PROFILE3) == "3.6"  # (2+5+3+4+4)/5
     tags = [{"description": d, "tag": t, "id": str(i)} for i, (d, t) in
             enumerate([("x", "comedy"), ("y", "action"), ("z", "comedy"), ("w", "action"), ("v", "Action")])]
     prior2 = build_method("user-prior", LAMP2, retriever=get_retriever("bm25"))
-    assert prior2.answer(Example("q", "description: a film", tags), tags).text == "action"
+    assert prior2.answer_text(Example("q", "description: a film", tags), tags) == "action"
     papers = [{"title": "Neural Parsing", "abstract": "we parse sentences with neural nets", "id": "p1"},
               {"title": "Fish Migration", "abstract": "salmon swim upstream", "id": "p2"}]
     prior5 = build_method("user-prior", LAMP5, retriever=get_retriever("bm25"))
-    assert prior5.answer(Example("q", LAMP5.format_input("a neural model to parse sentences"), papers), papers).text == "Neural Parsing"
+    assert prior5.answer_text(Example("q", LAMP5.format_input("a neural model to parse sentences"), papers), papers) == "Neural Parsing"
 
 
 def test_user_prior_with_empty_profile_gives_empty_answer():
     prior = build_method("user-prior", LAMP3, retriever=get_retriever("bm25"))
-    assert prior.answer(Example("q", "review: x", []), []).text == ""
+    assert prior.answer_text(Example("q", "review: x", []), []) == ""
 
 
 def test_gold_is_never_in_the_prompt():

@@ -25,4 +25,6 @@ def test_every_split_loads_validates_and_has_golds(task, split, part):
 def test_user_prior_on_lamp3_dev(tmp_path):
     results = run_eval(EvalConfig(data=str(REALLAMP), task="LaMP_3", methods=["user-prior"], out=str(tmp_path)))
     prior = results["user-prior"]
-    assert prior["n"] == 138 and 0 < prior["mae"] < 1.5
+    assert prior["n"] == 138 and 0 < prior["lenient"]["mae"] < 1.5
+    low, high = prior["lenient"]["mae_ci"]
+    assert low < prior["lenient"]["mae"] < high and high - low < 0.5

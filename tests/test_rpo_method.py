@@ -38,10 +38,12 @@ def rpo(answers):
 def test_rpo_uses_the_reflection_answer_and_keeps_the_trace():
     method, reflection = rpo(["<think>This user is lenient.</think><personalized>5</personalized>"])
     answer = method.answer(EXAMPLE, PROFILE)
-    assert answer.text == "5"
+    final = method.final(answer)
+    assert final.prediction == "5" and answer.output_filter == "rpo"
     trace = answer.trace
-    assert trace.extra["fallback"] is False and trace.extra["base_answer"] == "3"
-    assert trace.extra["thinking"] == "This user is lenient."
+    assert final.fallback is False and trace.extra["base_answer"] == "3"
+    assert final.thinking == "This user is lenient."
+    assert trace.stages == ["base", "reflect"]
     assert len(trace.retrieved_ids) == 4 and len(trace.prompts) == 2 and reflection.calls == 1
     assert "Initial response: 3" in trace.prompts[1][-1]["content"]
     assert "Scores this user gave before: " in trace.prompts[1][-1]["content"]
@@ -50,7 +52,8 @@ def test_rpo_uses_the_reflection_answer_and_keeps_the_trace():
 def test_rpo_falls_back_to_the_base_answer_when_malformed():
     method, _ = rpo(["I think 5"])
     answer = method.answer(EXAMPLE, PROFILE)
-    assert answer.text == "3" and answer.trace.extra["fallback"] is True
+    final = method.final(answer)
+    assert final.prediction == "3" and final.fallback is True
 
 
 def test_rpo_retrieval_uses_query_joined_with_base_answer():

@@ -36,38 +36,78 @@ def model_cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "personalign" / "models"
 
 
-def model_file_id(path: str | Path) -> str:
-    """``<name>@<12 hex>``: a cheap stable identity of a model file or folder.
+def content_sha256(path: str | Path) -> str:
+    """SHA-256 of a model file's bytes, or of a folder's files (relative path and bytes, in order).
 
-    A file's identity covers its name, size and its first and last MiB; a folder's covers every file's
-    relative path, size and modification time. A model retrained or re-exported to the same path never
-    reuses cached answers of the old weights.
+    Hashes are remembered per (path, size, mtime) within a process, so a model is read once.
     """
     path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        key = ";".join(f"{p.relative_to(path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-    else:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(1 << 20)
-            handle.seek(max(0, size - (1 << 20)))
-            tail = handle.read()
-        key = f"{size}:{path.name}:{hashlib.sha256(head + tail).hexdigest()}"
-    return f"{path.name}@{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _HASHES:
+        digest = hashlib.sha256()
+        for file in files:
+            if path.is_dir():
+                digest.update(str(file.relative_to(path)).encode() + b"\0")
+            with file.open("rb") as handle:
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+        _HASHES[stamp] = digest.hexdigest()
+    return _HASHES[stamp]
 
 
-def get_llm(spec: str, cache_path: str | Path | None = None, **options) -> LLM:
-    """Build a backend from ``name`` or ``name:arg`` (split on the first colon); cache it if asked."""
+_HASHES: dict[tuple, str] = {}
+
+
+def model_file_id(path: str | Path) -> str:
+    """``<name>@<12 hex>``: a model file's or folder's identity from its content, not its path.
+
+    A model retrained or re-exported to the same path gets a new identity, so it never reuses cached
+    answers or prediction rows of the old weights; the same bytes anywhere share one identity.
+    """
+    return f"{Path(path).name}@{content_sha256(path)[:12]}"
+
+
+def check_number(backend: str, option: str, value: object, low: float, integer: bool = False) -> None:
+    """A one-line ConfigError unless ``value`` is a number (an integer if asked) of at least ``low``."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < low:
+        wanted = "an integer" if integer else "a number"
+        raise ConfigError(f"{backend} backend option {option} must be {wanted} >= {low}, got {value!r}")
+
+
+def backend_options(name: str) -> str:
+    """The options a backend takes, as ``--help`` and error messages list them."""
+    params = list(inspect.signature(load("backends", name)).parameters.values())[1:]
+    return ", ".join(f"{p.name}={p.default!r}" for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+
+
+def get_llm(spec: str, cache_path: str | Path | None = None, workers: int = 1, concurrency: int | None = None,
+            **options) -> LLM:
+    """Build a backend from ``name`` or ``name:arg`` (split on the first colon); cache it if asked.
+
+    ``workers`` > 1 runs an in-process backend in that many processes; ``concurrency`` is the number
+    of requests an HTTP backend keeps in flight (ignored by in-process backends).
+    """
     name, _, arg = spec.strip().partition(":")
     if not name:
         raise ConfigError(f"empty backend name in LLM spec '{spec}'")
     cls = load("backends", name)
+    if concurrency is not None and "concurrency" in inspect.signature(cls).parameters:
+        options.setdefault("concurrency", concurrency)
     try:
         inspect.signature(cls).bind(arg or None, **options)
     except TypeError as exc:
-        raise ConfigError(f"bad options for backend '{name}': {exc}") from None
-    llm = cls(arg or None, **options)
+        raise ConfigError(f"bad options for backend '{name}': {exc}; it takes {backend_options(name)}") from None
+    if workers > 1:
+        if name not in ("llamacpp", "transformers"):
+            raise ConfigError(f"--workers is for in-process backends (llamacpp, transformers), not '{name}'; "
+                              "use --concurrency for HTTP endpoints")
+        from personalign.backends._pool import WorkerPoolLLM
+
+        llm: LLM = WorkerPoolLLM(spec, workers, options)
+    else:
+        llm = cls(arg or None, **options)
     if cache_path is not None:
         from personalign.backends._cached import CachedLLM
 

@@ -21,6 +21,7 @@ class CachedLLM(LLM):
     def __init__(self, inner: LLM, path: str | Path, chunk_size: int = 32):
         self.inner = inner
         self.name = inner.name
+        self.parallelism = inner.parallelism
         self.chunk_size = max(1, chunk_size)
         self.store = SqliteStore(path, table="llm_cache")
 
@@ -32,13 +33,18 @@ class CachedLLM(LLM):
 
     def key(self, messages: Messages, params: GenParams) -> str:
         """Cache key of one call."""
-        return stable_hash({"model": self.inner.name, "messages": messages, "params": asdict(params)})
+        return stable_hash({"model": self.inner.identity(), "messages": messages, "params": asdict(params)})
 
     def _lookup(self, key: str) -> Completion | None:
         row = self.store.get_json(key)
         return None if row is None else Completion(row["text"], row["prompt_tokens"], row["completion_tokens"], True)
 
+    def identity(self) -> dict:
+        return self.inner.identity()
+
     def _save(self, key: str, completion: Completion) -> None:
+        if not completion.text.strip():  # an empty answer may be a server hiccup: ask again next time
+            return
         row = {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
                "completion_tokens": completion.completion_tokens}
         self.store.put_json(key, row)

@@ -15,6 +15,7 @@ class LLM(ABC):
     """
 
     name: str = "llm"
+    parallelism: int = 1  # requests it can work on at once (the engine keeps about 4x this many in flight)
 
     @abstractmethod
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
@@ -31,6 +32,13 @@ class LLM(ABC):
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` for this model (a rough word-based estimate by default)."""
         return max(1, round(len(text.split()) * 1.3))
+
+    def identity(self) -> dict:
+        """Everything about this backend that can change a completion (cache keys and run keys).
+
+        Transport settings (timeouts, retries, concurrency, worker count) are left out on purpose.
+        """
+        return {"name": self.name}
 
     def describe(self) -> dict:
         """Identity of the backend for run manifests."""

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from personalign.backends import default_gguf_path, model_cache_dir, model_file_id, shorten_messages
+from personalign.backends import check_number, content_sha256, default_gguf_path, model_cache_dir, model_file_id, shorten_messages
 from personalign.backends.base import LLM
 from personalign.errors import BackendError, ConfigError
 from personalign.types import Completion, GenParams, Messages
@@ -50,7 +50,7 @@ def requantized(path: Path, quant: str) -> Path:
     if quant not in QUANT_TYPES:
         raise ConfigError(f"unknown quant '{quant}'; choose from: {', '.join(QUANT_TYPES)}")
     folder = model_cache_dir()
-    target = folder / f"{path.stem}.{quant}.gguf"
+    target = folder / f"{path.stem}-{content_sha256(path)[:16]}.{quant}.gguf"  # by content: exports never collide
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
@@ -71,6 +71,8 @@ class LlamaCppLLM(LLM):
 
     def __init__(self, arg: str | None = None, n_ctx: int = 8192, n_threads: int | None = None,
                  n_batch: int = 512, quant: str | None = None, verbose: bool = False):
+        for option, value, low in (("n_ctx", n_ctx, 64), ("n_batch", n_batch, 1)) + ((("n_threads", n_threads, 1),) if n_threads is not None else ()):
+            check_number("llamacpp", option, value, low, integer=True)
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -90,6 +92,9 @@ class LlamaCppLLM(LLM):
         self.path, self.n_ctx, self.verbose = path, self.llm.n_ctx(), verbose
         self.name = f"llamacpp:{model_file_id(path)}"
         self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        return {"name": self.name, "n_ctx": self.n_ctx}
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.path), "n_ctx": self.n_ctx}

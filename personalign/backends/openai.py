@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from personalign.backends import cut_at_stop
+from personalign.backends import check_number, cut_at_stop
 from personalign.backends.base import LLM
 from personalign.errors import BackendError, ConfigError
 from personalign.types import Completion, GenParams, Messages
@@ -43,7 +44,14 @@ class OpenAICompatibleLLM(LLM):
     """Chat completions through ``POST {base_url}/chat/completions`` with retries and bounded concurrency."""
 
     def __init__(self, arg: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 60.0, max_retries: int = 5, max_concurrency: int = 8, backoff_base: float = 0.5):
+                 timeout: float = 30.0, connect_timeout: float = 5.0, max_retries: int = 3, concurrency: int = 8,
+                 backoff_base: float = 0.5):
+        """Options (``--llm-options``): base_url, api_key, timeout (s per reply), connect_timeout,
+        max_retries, concurrency (requests in flight), backoff_base (s). None of them changes a result."""
+        for option, value, low, integer in (("timeout", timeout, 0.001, False), ("connect_timeout", connect_timeout, 0.001, False),
+                                            ("max_retries", max_retries, 0, True), ("concurrency", concurrency, 1, True),
+                                            ("backoff_base", backoff_base, 0, False)):
+            check_number("openai", option, value, low, integer)
         self.model = arg or _env("PERSONALIGN_LLM_MODEL")
         if not self.model:
             raise ConfigError("the openai backend needs a model name: use 'openai:MODEL' or set PERSONALIGN_LLM_MODEL")
@@ -51,11 +59,12 @@ class OpenAICompatibleLLM(LLM):
         self.base_url = base.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
         key = api_key or _env("PERSONALIGN_LLM_API_KEY", "OPENAI_API_KEY")
-        self.max_retries, self.backoff_base = max(0, max_retries), backoff_base
-        self.max_concurrency = max(1, max_concurrency)
+        self.max_retries, self.backoff_base = int(max_retries), float(backoff_base)
+        self.max_concurrency = self.parallelism = int(concurrency)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        self._client = httpx.Client(headers=headers, timeout=timeout, limits=limits)
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout),
+                                    limits=limits)
         where = "" if self.base_url == DEFAULT_BASE_URL else f"@{self.base_url}"
         self.name = f"openai:{self.model}{where}"
 
@@ -90,7 +99,10 @@ class OpenAICompatibleLLM(LLM):
                     raise BackendError(f"{self.url}: {problem}")
                 asked = _retry_after(response)
             if attempt < self.max_retries:
-                time.sleep(self._delay(attempt, asked))
+                delay = self._delay(attempt, asked)
+                print(f"personalign: {self.url}: {problem}; retry {attempt + 1}/{self.max_retries} in {delay:.1f}s",
+                      file=sys.stderr)
+                time.sleep(delay)
         raise BackendError(f"{self.url}: {problem} (gave up after {self.max_retries + 1} attempts)")
 
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
@@ -100,9 +112,11 @@ class OpenAICompatibleLLM(LLM):
             body["stop"] = list(params.stop)[:4]  # the OpenAI API accepts at most 4
         reply = self._post(body)
         try:
-            text = reply["choices"][0]["message"].get("content") or ""
+            text = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(f"{self.url}: unexpected reply {str(reply)[:200]!r}") from None
+        if not isinstance(text, str):  # null content (a refusal, a tool call): an empty answer, never cached
+            text = ""
         text = cut_at_stop(text, params.stop)
         usage = reply.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens")

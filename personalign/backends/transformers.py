@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from personalign.backends import cut_at_stop, default_gguf_path, model_file_id, shorten_messages
+from personalign.backends import check_number, cut_at_stop, default_gguf_path, model_file_id, shorten_messages
 from personalign.backends.base import LLM
 from personalign.errors import BackendError, ConfigError
 from personalign.types import Completion, GenParams, Messages
@@ -47,10 +47,12 @@ class TransformersLLM(LLM):
             import torch
         except ImportError:
             raise ConfigError("the transformers backend needs the pip packages 'torch' and 'transformers'") from None
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+        check_number("transformers", "batch_size", batch_size, 1, integer=True)
+        if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ConfigError(f"unknown dtype '{dtype}'; use float32, bfloat16 or float16")
         self.tokenizer, self.model, ident = _load(arg or default_gguf_path(), getattr(torch, dtype))
         self.device, self.batch_size = device, max(1, batch_size)
+        self.parallelism = self.batch_size
         self.model.to(device).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -58,6 +60,9 @@ class TransformersLLM(LLM):
         self.max_len = int(getattr(self.model.config, "max_position_embeddings", 0) or 4096)
         self.name = f"transformers:{ident}"
         self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        return {"name": self.name, "dtype": str(self.model.dtype), "max_len": self.max_len}
 
     def describe(self) -> dict:
         return {**super().describe(), "device": self.device, "dtype": str(self.model.dtype)}

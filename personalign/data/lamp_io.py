@@ -26,6 +26,20 @@ SPLITS = ("user", "time")
 PARTS = ("train", "dev", "test")
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20
+MAX_DEPTH = 32  # LaMP records nest 4 deep; anything far deeper is broken or hostile input
+
+
+def depth_limited(events: Iterable[tuple[str, str, Any]], limit: int = MAX_DEPTH) -> Iterator[tuple[str, str, Any]]:
+    """Pass ijson parse events through, refusing JSON nested deeper than ``limit`` (bounded memory)."""
+    depth = 0
+    for prefix, event, value in events:
+        if event in ("start_map", "start_array"):
+            depth += 1
+            if depth > limit:
+                raise ValueError(f"JSON nested deeper than {limit} levels")
+        elif event in ("end_map", "end_array"):
+            depth -= 1
+        yield prefix, event, value
 
 
 def one_line(text: object, limit: int = 160) -> str:
@@ -160,7 +174,8 @@ def _question(obj: Any, index: int, path: Path, task: TaskSpec | None, seen: dic
 def iter_questions(path: str | Path, task: TaskSpec | None = None) -> Iterator[Example]:
     """Stream the questions of a LaMP questions file, validating each record (never loads it whole)."""
     path, seen = Path(path), {}
-    records = _stream(path, b"[", "a JSON list", lambda handle: ijson.items(handle, "item", use_float=True))
+    records = _stream(path, b"[", "a JSON list",
+                      lambda handle: ijson.items(depth_limited(ijson.parse(handle, use_float=True)), "item"))
     for index, obj in enumerate(records):
         yield _question(obj, index, path, task, seen)
 
@@ -169,15 +184,34 @@ def read_questions(path: str | Path, task: TaskSpec | None = None) -> list[Examp
     return list(iter_questions(path, task))
 
 
-def read_outputs(path: str | Path) -> tuple[str, dict[str, str]]:
-    """Read a LaMP outputs file: ``(task name, {question id: gold output})``."""
+def check_gold(task: TaskSpec, value: str, where: Where, field: str) -> None:
+    """A gold must be one of a classification task's labels, or a number on a rating task's scale."""
+    if task.kind == "classification" and value.strip() not in task.labels:
+        raise where.error(field, f"{one_line(value, 40)!r} is not a {task.name} label ({', '.join(task.labels)})")
+    if task.kind == "rating":
+        low, high = task.rating_range
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not low <= number <= high:
+            raise where.error(field, f"{one_line(value, 40)!r} is not a rating from {low:g} to {high:g}")
+
+
+def read_outputs(path: str | Path, task: TaskSpec | None = None) -> tuple[str, dict[str, str]]:
+    """Read a LaMP outputs file: ``(task name, {question id: gold output})``; with ``task``, check the golds."""
     path = Path(path)
-    top = dict(_stream(path, b"{", "a JSON object", lambda h: ijson.kvitems(h, "", use_float=True), counted=False))
+    top = dict(_stream(path, b"{", "a JSON object",
+                       lambda h: ijson.kvitems(depth_limited(ijson.parse(h, use_float=True)), ""), counted=False))
     where = Where(path)
     task_name = as_text(require(top, "task", where), where, "task", nonempty=True)
     golds = require(top, "golds", where)
     if not isinstance(golds, list):
         raise where.error("golds", f"expected a list, got {_kind(golds)}")
+    if task is None:  # a known task named by the file itself is checked too
+        from personalign.tasks import available_tasks, get_task
+
+        task = get_task(task_name) if task_name in available_tasks() else None
     outputs: dict[str, str] = {}
     for index, gold in enumerate(golds):
         where.record = _record(index)
@@ -189,6 +223,8 @@ def read_outputs(path: str | Path) -> tuple[str, dict[str, str]]:
             raise where.error(f"golds[{index}].id", "duplicate gold id")
         output = require(gold, "output", where, f"golds[{index}].output")
         outputs[gid] = as_text(output, where, f"golds[{index}].output", "any")
+        if task is not None and task_name == task.name:
+            check_gold(task, outputs[gid], where, f"golds[{index}].output")
     return task_name, outputs
 
 
@@ -262,7 +298,7 @@ def load_split(data_dir: str | Path, task: TaskSpec, split: str,
     examples = read_questions(questions_path, task)
     if outputs_path is None:
         return examples, None
-    task_name, golds = read_outputs(outputs_path)
+    task_name, golds = read_outputs(outputs_path, task)
     if task_name != task.name:
         raise DataError(str(outputs_path), None, "task", f"is {task_name!r} but expected {task.name!r}")
     for index, example in enumerate(examples):

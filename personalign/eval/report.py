@@ -1,10 +1,19 @@
-"""Results tables (markdown) and plots."""
+"""Results tables with 95% bootstrap intervals, the best reference, paired tests and profile controls."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from personalign.tasks.metrics import LOWER_IS_BETTER
+from personalign import registry
+from personalign.errors import ConfigError, PersonalignError
+from personalign.eval.rescore import run_logs
+from personalign.eval.scoring import score_rows
+from personalign.methods import base_name
+from personalign.tasks.spec import TaskSpec
+from personalign.tasks.statistics import LOWER_IS_BETTER, PairedTest, paired_test
+
+ARROWS = {**{m: "↓" for m in LOWER_IS_BETTER}, **{m: "↑" for m in ("accuracy", "f1", "rouge-1", "rouge-L")}}
 
 
 def _fmt(value: Any) -> str:
@@ -16,36 +25,138 @@ def _fmt(value: Any) -> str:
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A markdown table; metric columns get an arrow saying which direction is better."""
     def header(col: str) -> str:
-        metric = col.split(" ")[-1]
-        if metric in LOWER_IS_BETTER:
-            return f"{col} ↓"
-        if metric in ("accuracy", "f1", "rouge-1", "rouge-L"):
-            return f"{col} ↑"
-        return col
+        arrow = ARROWS.get(col.split(" ")[-1])
+        return f"{col} {arrow}" if arrow else col
 
     lines = ["| " + " | ".join(header(c) for c in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+    lines += ["| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def results_table(results: dict[str, dict[str, Any]], metrics: list[str]) -> str:
-    """Methods as rows, metrics (then n, fallback rate, tokens and time per example) as columns."""
-    columns = ["method", *metrics, "n", "fallback_rate", "prompt_tokens/ex", "s/ex"]
-    rows = [{"method": name, **values} for name, values in results.items()]
-    return markdown_table(rows, columns)
+def is_reference(label: str) -> bool:
+    """True for non-LLM reference rows (majority, mean, echo, lead, nearest output, user prior)."""
+    try:
+        return not registry.load("methods", base_name(label.split("#", 1)[0])).needs_llm
+    except PersonalignError:
+        return False
 
 
-def cross_task_table(results_by_task: dict[str, dict[str, dict[str, Any]]], metrics_by_task: dict[str, list[str]],
-                     extra: tuple[str, ...] = ()) -> str:
-    """Methods as rows, ``<task> <metric>`` as columns (plus optional per-task extra columns)."""
+def with_interval(values: dict[str, Any], metric: str) -> str:
+    low, high = values.get(f"{metric}_ci", (None, None))
+    value = values.get(metric)
+    if value is None:
+        return ""
+    return f"{value:.4f} [{low:.3f}, {high:.3f}]" if low is not None else f"{value:.4f}"
+
+
+def best_reference(task: TaskSpec, results: dict[str, dict[str, Any]], mode: str = "lenient") -> str | None:
+    """The reference row (own profile) that is best on the task's first metric."""
+    metric = task.metrics[0]
+    refs = [m for m in results if is_reference(m) and "#" not in m and metric in results[m].get(mode, {})]
+    if not refs:
+        return None
+    sign = 1 if metric in LOWER_IS_BETTER else -1
+    return min(refs, key=lambda m: sign * results[m][mode][metric])
+
+
+def mode_table(task: TaskSpec, results: dict[str, dict[str, Any]], mode: str) -> str:
+    best = best_reference(task, results, mode)
+    rows = []
+    for label, values in results.items():
+        name = f"{label} ★ best reference" if label == best else label
+        row = {"method": name, **{m: with_interval(values.get(mode, {}), m) for m in task.metrics}}
+        row.update({k: values.get(k, "") for k in ("n", "fallback_rate", "empty_rate", "prompt_tokens/ex", "s/ex")})
+        rows.append(row)
+    return markdown_table(rows, ["method", *task.metrics, "n", "fallback_rate", "empty_rate", "prompt_tokens/ex", "s/ex"])
+
+
+def pair(task: TaskSpec, run_dir: Path, a: str, b: str, mode: str = "lenient") -> list[PairedTest]:
+    """Paired tests of rows ``a`` and ``b`` of a run folder on every metric, on their shared examples."""
+    logs = run_logs(run_dir)
+    for label in (a, b):
+        if label not in logs:
+            raise ConfigError(f"no prediction log for '{label}' in {run_dir}/predictions; have: {', '.join(logs)}")
+    rows_a = {str(r["id"]): r for r in logs[a][1]}
+    rows_b = {str(r["id"]): r for r in logs[b][1]}
+    shared = [i for i in rows_a if i in rows_b]
+    if not shared:
+        raise ConfigError(f"'{a}' and '{b}' share no examples in {run_dir}")
+    scored_a = score_rows(task, [rows_a[i] for i in shared], mode)
+    scored_b = score_rows(task, [rows_b[i] for i in shared], mode)
+    return [paired_test(m, scored_a.stats[m], scored_b.stats[m]) for m in task.metrics]
+
+
+def verdict(test: PairedTest) -> str:
+    if test.p_value >= 0.05:
+        return "no significant difference"
+    return "beats" if test.a_better else "loses to"
+
+
+def verdict_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient"):
+    """Every non-reference row against the best reference, on the first metric, with a paired test."""
+    best = best_reference(task, results, mode)
+    if best is None:
+        return []
+    rows = []
+    for label in results:
+        if is_reference(label) or "#" in label:
+            continue
+        test = pair(task, run_dir, label, best, mode)[0]
+        rows.append({"method": label, "metric": test.metric, "method value": test.a, "best reference": best,
+                     "reference value": test.b, "diff [95% CI]": test.diff.text(3), "p": round(test.p_value, 4),
+                     "n": test.n, "verdict": f"{verdict(test)} {best}"})
+    return rows
+
+
+def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient"):
+    """Each method's drop when given another user's profile or none, with a paired test."""
+    rows = []
+    for label in results:
+        if "#" not in label:
+            continue
+        own, control = label.split("#", 1)
+        if own not in results:
+            continue
+        test = pair(task, run_dir, own, label, mode)[0]
+        rows.append({"method": own, "control": control, "metric": test.metric, "own profile": test.a,
+                     "under control": test.b, "own - control [95% CI]": test.diff.text(3),
+                     "p": round(test.p_value, 4), "n": test.n,
+                     "reads the user": "yes" if test.a_better else "no evidence"})
+    return rows
+
+
+def results_markdown(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]]) -> str:
+    """``results.md`` of one run folder: both scoring modes, verdicts and controls."""
+    parts = [f"## {task.name} ({run_dir.name})\n",
+             "Values: metric [95% bootstrap interval over examples]. ★ marks the best non-LLM reference.\n",
+             "### Lenient scoring (Personalign's parsers)\n", mode_table(task, results, "lenient"),
+             "\n### Official scoring (LaMP eval/evaluation.py: outputs only stripped)\n",
+             mode_table(task, results, "official")]
+    verdicts = verdict_rows(task, run_dir, results)
+    if verdicts:
+        parts += ["\n### Against the best reference (paired permutation test, lenient)\n",
+                  markdown_table(verdicts, list(verdicts[0]))]
+    controls = control_rows(task, run_dir, results)
+    if controls:
+        parts += ["\n### Profile controls\n", markdown_table(controls, list(controls[0]))]
+    return "\n".join(parts) + "\n"
+
+
+def cross_task_table(results_by_task: dict[str, dict[str, dict[str, Any]]], tasks: dict[str, TaskSpec],
+                     extra: tuple[str, ...] = (), mode: str = "lenient") -> str:
+    """Methods as rows, ``<task> <metric>`` (with intervals) as columns; ★ marks each task's best reference."""
     methods = list(dict.fromkeys(m for results in results_by_task.values() for m in results))
-    columns = [f"{task} {metric}" for task in results_by_task for metric in [*metrics_by_task[task], *extra]]
+    columns = [f"{t} {m}" for t in results_by_task for m in [*tasks[t].metrics, *extra]]
+    best = {t: best_reference(tasks[t], r, mode) for t, r in results_by_task.items()}
     rows = []
     for method in methods:
         row: dict[str, Any] = {"method": method}
-        for task, results in results_by_task.items():
-            for metric in [*metrics_by_task[task], *extra]:
-                row[f"{task} {metric}"] = results.get(method, {}).get(metric, "")
+        for task_name, results in results_by_task.items():
+            values = results.get(method, {})
+            for metric in tasks[task_name].metrics:
+                cell = with_interval(values.get(mode, {}), metric)
+                row[f"{task_name} {metric}"] = cell + (" ★" if cell and best[task_name] == method else "")
+            for metric in extra:
+                row[f"{task_name} {metric}"] = values.get(metric, "")
         rows.append(row)
     return markdown_table(rows, ["method", *columns])

@@ -1,30 +1,35 @@
-"""``personalign eval``: run methods over a LaMP split, resumably, and score them."""
+"""``personalign eval``: run methods over a LaMP split through the request engine, resumably.
+
+Each method's rows (raw completions and traces, never parsed outputs) go to a prediction log tied
+to a run key; scoring happens afterwards from the logs (``personalign.eval.rescore``).
+"""
 
 from __future__ import annotations
 
-import json
 import random
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tqdm import tqdm
 
+from personalign import registry
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
-from personalign.data.lamp_io import files_sha256, find_split_files, load_split, write_outputs
+from personalign.data.lamp_io import files_sha256, find_split_files, load_split
+from personalign.engine import Engine
 from personalign.errors import ConfigError
 from personalign.eval.predictions import PredictionLog
-from personalign.eval.report import results_table
+from personalign.eval.rescore import score_run
 from personalign.manifest import write_manifest
-from personalign.methods import build_method
+from personalign.methods import base_name, build_method
 from personalign.methods.base import MethodConfig
 from personalign.retrievers import get_retriever
 from personalign.tasks import get_task
-from personalign.tasks.metrics import compute_metrics
-from personalign.types import Example
+from personalign.types import Example, ProfileItem
+
+CONTROLS = ("own", "other-user", "none")
 
 
 @dataclass
@@ -45,6 +50,22 @@ class EvalConfig:
     cache_dir: str = ".cache/personalign"
     method: MethodConfig = field(default_factory=MethodConfig)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile_controls: list[str] = field(default_factory=lambda: ["own"])
+    concurrency: int = 8
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and (type(self.limit) is not int or self.limit < 1):
+            raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
+        for name in ("concurrency", "workers"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
+        unknown = [c for c in self.profile_controls if c not in CONTROLS]
+        if unknown or not self.profile_controls:
+            raise ConfigError(f"unknown --profile-control {unknown or '(empty)'}; choose from: {', '.join(CONTROLS)}")
+        if not self.methods:
+            raise ConfigError("no methods given (--methods)")
 
     @property
     def run_dir(self) -> Path:
@@ -59,93 +80,109 @@ def sample_examples(examples: list[Example], limit: int | None, seed: int) -> li
     return [ex for i, ex in enumerate(examples) if i in chosen]
 
 
-def _row(example: Example, answer, gold: str | None, seconds: float) -> dict[str, Any]:
-    return {"id": example.id, "output": answer.text, "gold": gold, "seconds": round(seconds, 4),
-            "trace": answer.trace.to_dict()}
+def control_profile(example: Example, pool: Sequence[Example], control: str, seed: int) -> list[ProfileItem]:
+    """The profile a method sees: the user's own, another user's (seeded per example), or none."""
+    if control == "own":
+        return list(example.profile)
+    if control == "none":
+        return []
+    others = [e for e in pool if (e.user_id or e.id) != (example.user_id or example.id) and e.profile]
+    if not others:
+        raise ConfigError("--profile-control other-user needs at least two users with histories in the split")
+    return list(random.Random(f"{seed}:{example.id}").choice(others).profile)
 
 
-def summarize_rows(task, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Official metrics plus fallback rate, token and time averages for one method's rows."""
-    n = len(rows)
-    metrics = compute_metrics(task, [r["output"] for r in rows], [r["gold"] for r in rows]) if n else {}
-    traces = [r["trace"] for r in rows]
-    return {
-        **metrics,
-        "n": n,
-        "fallback_rate": sum(bool(t["extra"].get("fallback")) for t in traces) / max(n, 1),
-        "prompt_tokens/ex": sum(t["prompt_tokens"] for t in traces) / max(n, 1),
-        "completion_tokens/ex": sum(t["completion_tokens"] for t in traces) / max(n, 1),
-        "s/ex": sum(r["seconds"] for r in rows) / max(n, 1),
-        "wall_s": sum(r["seconds"] for r in rows),
-    }
+def row_label(method: str, control: str) -> str:
+    """The row name of a method under a profile control (``rag#other-user``)."""
+    return method if control == "own" else f"{method}#{control}"
 
 
-def run_method(name: str, config: EvalConfig, examples: list[Example], golds: dict[str, str] | None,
-               llm: LLM | None) -> dict[str, Any]:
-    """Run one method over the examples, appending to its prediction log; return its results."""
+def _needs_llm(name: str) -> bool:
+    return registry.load("methods", base_name(name)).needs_llm
+
+
+def _train_split(config: EvalConfig):
     task = get_task(config.task)
-    cache = Path(config.cache_dir)
-    options = config.method_options.get(name, {})
-    method = build_method(name, task, llm=llm, retriever=get_retriever(config.retriever, seed=config.seed, cache_dir=cache),
-                          config=config.method, cache_dir=cache, **options)
-    run_dir = config.run_dir
-    log_path = run_dir / "predictions" / f"{name}.jsonl"
-    _check_settings(log_path, {
-        "method": name, "options": options, "llm": config.llm if method.needs_llm else None,
-        "llm_options": config.llm_options if method.needs_llm else None, "retriever": config.retriever,
-        "method_config": asdict(config.method)})
-    with PredictionLog(log_path) as log:
-        todo = [ex for ex in examples if ex.id not in log]
-        for example in tqdm(todo, desc=f"{config.task} {name}", unit="ex", file=sys.stderr,
-                            initial=len(examples) - len(todo), total=len(examples)):
-            start = time.perf_counter()
-            answer = method.answer(example, example.profile)
-            log.append(_row(example, answer, golds.get(example.id) if golds else None, time.perf_counter() - start))
-        rows = [log.rows[ex.id] for ex in examples]
-    write_outputs(run_dir / f"{name}_outputs.json", task.name, [(r["id"], r["output"]) for r in rows])
-    return summarize_rows(task, rows) if golds else {"n": len(rows)}
+    examples, golds = load_split(config.data, task, config.split, "train")
+    if golds is None:
+        raise ConfigError(f"{config.task} {config.split}/train has no outputs file; population references need it")
+    paths = [p for p in find_split_files(config.data, task.name, config.split, "train") if p]
+    return examples, golds, files_sha256(paths)
 
 
-def _check_settings(log_path: Path, settings: dict[str, Any]) -> None:
-    """Record what a prediction log was made with (``<method>.settings.json``); refuse to resume it otherwise."""
-    settings = json.loads(json.dumps(settings, default=str))
-    path = log_path.with_suffix(".settings.json")
-    if path.exists():
-        earlier = json.loads(path.read_text())
-        if earlier != settings:
-            changed = sorted(k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k))
-            raise ConfigError(f"{log_path}: made with different {', '.join(changed)}; "
-                              "use another --out or method label (name@label), or delete it to start over")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2))
+class EvalRunner:
+    """Runs one task's methods for an ``EvalConfig``: loads data once, then one log per method and control."""
+
+    def __init__(self, config: EvalConfig, llm: LLM | None = None):
+        self.config = config
+        self.task = get_task(config.task)
+        examples, self.golds = load_split(config.data, self.task, config.split, config.part)
+        if not examples:
+            raise ConfigError(f"{find_split_files(config.data, self.task.name, config.split, config.part)[0]}: "
+                              "has no questions")
+        self.pool = examples
+        self.examples = sample_examples(examples, config.limit, config.seed)
+        paths = [p for p in find_split_files(config.data, self.task.name, config.split, config.part) if p]
+        self.data_sha256 = files_sha256(paths)
+        self.llm = llm
+        self._train: tuple | None = None
+
+    def backend(self) -> LLM:
+        if self.llm is None:
+            c = self.config
+            self.llm = get_llm(c.llm, cache_path=Path(c.cache_dir) / "llm.sqlite", workers=c.workers,
+                               concurrency=c.concurrency, **c.llm_options)
+        return self.llm
+
+    def build(self, name: str):
+        c = self.config
+        cache = Path(c.cache_dir)
+        llm = self.backend() if _needs_llm(name) else None
+        method = build_method(name, self.task, llm=llm, retriever=get_retriever(c.retriever, seed=c.seed, cache_dir=cache),
+                              config=c.method, cache_dir=cache, **c.method_options.get(name, {}))
+        train_sha = None
+        if method.needs_train:
+            self._train = self._train or _train_split(c)
+            method.fit(self._train[0], self._train[1])
+            train_sha = self._train[2]
+        return method, train_sha
+
+    def run_key(self, name: str, control: str, method, train_sha: str | None) -> dict[str, Any]:
+        c = self.config
+        return {"task": self.task.name, "split": c.split, "part": c.part, "data_sha256": self.data_sha256,
+                "train_sha256": train_sha, "limit": c.limit, "seed": c.seed, "method": name,
+                "method_config": asdict(c.method), "method_options": c.method_options.get(name, {}),
+                "retriever": c.retriever, "models": method.identity(), "profile_control": control}
+
+    def run_method(self, name: str, control: str) -> str:
+        """Run (or resume) one method under one profile control; return its row label."""
+        label = row_label(name, control)
+        method, train_sha = self.build(name)
+        log_path = self.config.run_dir / "predictions" / f"{label}.jsonl"
+        with PredictionLog(log_path, key=self.run_key(name, control, method, train_sha)) as log:
+            todo = [ex for ex in self.examples if ex.id not in log]
+            engine = Engine(method.backends())
+            plans = (method.plan(ex, control_profile(ex, self.pool, control, self.config.seed)) for ex in todo)
+            bar = tqdm(total=len(self.examples), initial=len(self.examples) - len(todo), unit="ex", file=sys.stderr,
+                       desc=f"{self.task.name} {label}")
+            with bar:
+                for index, answer, seconds in engine.run(plans):
+                    example = todo[index]
+                    log.append({"id": example.id, "gold": self.golds.get(example.id) if self.golds else None,
+                                "raw": answer.raw, "filter": answer.output_filter, "seconds": round(seconds, 5),
+                                "trace": answer.trace.to_dict()})
+                    bar.update(1)
+        return label
 
 
 def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate every method of ``config``; write predictions, metrics.json, results.md and a manifest."""
-    task = get_task(config.task)
-    examples, golds = load_split(config.data, task, config.split, config.part)
-    examples = sample_examples(examples, config.limit, config.seed)
-    paths = [p for p in find_split_files(config.data, task.name, config.split, config.part) if p]
-    write_manifest(config.run_dir / "manifest.json", config, files_sha256(paths),
-                   {"examples": len(examples), "status": "running"})
-    if llm is None and any(_needs_llm(m) for m in config.methods):
-        llm = get_llm(config.llm, cache_path=Path(config.cache_dir) / "llm.sqlite", **config.llm_options)
-    results = {name: run_method(name, config, examples, golds, llm) for name in config.methods}
-    metrics_path = config.run_dir / "metrics.json"  # read after the run: other processes may add methods meanwhile
-    earlier = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    results = {**{k: v for k, v in earlier.items() if k not in results}, **results}  # methods accumulate per run dir
-    metrics_path.write_text(json.dumps(results, indent=2))
-    table = results_table(results, list(task.metrics)) if golds else ""
-    (config.run_dir / "results.md").write_text(f"## {task.name} ({config.split} split, {config.part})\n\n{table}\n")
-    write_manifest(config.run_dir / "manifest.json", config, files_sha256(paths),
-                   {"examples": len(examples), "status": "done", "llm": llm.describe() if llm else None,
-                    "results": results})
+    runner = EvalRunner(config, llm)
+    manifest = config.run_dir / "manifest.json"
+    write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "running"})
+    labels = [runner.run_method(name, control) for control in config.profile_controls for name in config.methods]
+    results = score_run(config.run_dir, runner.task, only=labels) if runner.golds else {}
+    describe = runner.llm.describe() if runner.llm else None
+    write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "done",
+                                                          "llm": describe, "methods": labels})
     return results
-
-
-def _needs_llm(name: str) -> bool:
-    from personalign import registry
-    from personalign.methods import base_name
-
-    return registry.load("methods", base_name(name)).needs_llm

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from personalign.backends.base import LLM
 from personalign.errors import ConfigError
 from personalign.retrievers.base import Retriever, build_query
-from personalign.tasks.parsing import final_answer_segment, parse_output
+from personalign.tasks.filters import Filtered, apply_filter
 from personalign.tasks.spec import TaskSpec
-from personalign.types import Answer, Example, GenParams, ProfileItem, Trace
+from personalign.types import Answer, Completion, Example, GenParams, ProfileItem, Request, Trace
+
+# A method's plan: a generator that yields batches of LLM requests, receives their completions in
+# the same order, and returns the Answer. Methods never call an LLM themselves; the engine does.
+Plan = Generator[list[Request], list[Completion], Answer]
 
 COT_INSTRUCTION = (
     "\nFirst think step by step in at most three short sentences about what this user would answer. "
@@ -33,12 +38,31 @@ class MethodConfig:
     seed: int = 0
     summary_items: int = 10
     summary_max_tokens: int = 64
+    lead_words: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("k", "item_max_words", "cot_max_new_tokens", "summary_items", "summary_max_tokens", "lead_words"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigError(f"method option {name} must be an integer >= 1, got {value!r}")
+        if self.max_new_tokens is not None and (type(self.max_new_tokens) is not int or self.max_new_tokens < 1):
+            raise ConfigError(f"method option max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            raise ConfigError(f"method option temperature must be a number >= 0, got {self.temperature!r}")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise ConfigError(f"method option top_p must be in (0, 1], got {self.top_p!r}")
 
 
 class Method(ABC):
-    """Base class: holds the task, LLM, retriever and config, and offers prompt/LLM helpers."""
+    """Base class: holds the task, LLM, retriever and config, and offers prompt and request helpers.
+
+    Subclasses implement ``plan``: a generator that yields the LLM requests of each stage. The
+    engine (``personalign.engine``) runs many plans at once and batches their requests;
+    ``answer`` runs one plan on its own.
+    """
 
     needs_llm: bool = True
+    needs_train: bool = False  # references fitted on the train split (population majority)
     cot: bool = False
 
     def __init__(
@@ -55,12 +79,43 @@ class Method(ABC):
         self.config = config or MethodConfig()
         self.cache_dir = Path(cache_dir) if cache_dir else None
 
-    @abstractmethod
-    def answer(self, example: Example, profile: Sequence[ProfileItem]) -> Answer:
-        """Answer ``example`` for the user whose history is ``profile``."""
+    @property
+    def output_filter(self) -> str:
+        """The score-time filter for this method's raw answers (``personalign.tasks.filters``)."""
+        return "cot" if self.cot else "plain"
 
-    def params(self, max_tokens: int | None = None) -> GenParams:
-        default = self.config.cot_max_new_tokens if self.cot else self.config.max_new_tokens or self.task.max_new_tokens
+    @abstractmethod
+    def plan(self, example: Example, profile: Sequence[ProfileItem]) -> Plan:
+        """Answer ``example`` for the user whose history is ``profile``, yielding LLM requests."""
+
+    def answer(self, example: Example, profile: Sequence[ProfileItem]) -> Answer:
+        """Run this method's plan for one example, one request batch after another."""
+        from personalign.engine import run_plan
+
+        return run_plan(self.plan(example, profile), self.backends())
+
+    def final(self, answer: Answer, mode: str = "lenient") -> Filtered:
+        """The prediction a metric sees for ``answer`` (the score-time filter, run now)."""
+        return apply_filter(self.task, answer.output_filter, answer.raw, answer.trace.to_dict(), mode)
+
+    def answer_text(self, example: Example, profile: Sequence[ProfileItem]) -> str:
+        """The parsed answer for one example (``answer`` then ``final``)."""
+        return self.final(self.answer(example, profile)).prediction
+
+    def backends(self) -> dict[str, Any]:
+        """The LLMs a plan's requests name (``Request.llm``)."""
+        return {"base": self.llm} if self.llm is not None else {}
+
+    def identity(self) -> dict[str, Any]:
+        """What decides this method's results beyond its config: the identities of its models."""
+        return {name: llm.identity() for name, llm in self.backends().items()}
+
+    def fit(self, examples: Sequence[Example], golds: dict[str, str]) -> None:
+        """Learn from the train split (only methods with ``needs_train``)."""
+
+    def params(self, max_tokens: int | None = None, cot: bool | None = None) -> GenParams:
+        cot = self.cot if cot is None else cot
+        default = self.config.cot_max_new_tokens if cot else self.config.max_new_tokens or self.task.max_new_tokens
         return GenParams(
             max_tokens=max_tokens or default,
             temperature=self.config.temperature,
@@ -68,17 +123,18 @@ class Method(ABC):
             seed=self.config.seed,
         )
 
-    def ask(self, prompt: str, trace: Trace, max_tokens: int | None = None) -> str:
-        """Send one user prompt to the LLM, record the call in ``trace`` and return the raw text."""
-        assert self.llm is not None
-        messages = [{"role": "user", "content": prompt + (COT_INSTRUCTION if self.cot else "")}]
-        completion = self.llm.chat(messages, self.params(max_tokens))
-        trace.record_call(messages, completion)
-        return completion.text
+    def ask(self, prompt: str, trace: Trace, max_tokens: int | None = None, stage: str = "answer",
+            cot: bool | None = None) -> Generator[list[Request], list[Completion], str]:
+        """Request one user prompt (``raw = yield from self.ask(...)``); record the call in ``trace``."""
+        cot = self.cot if cot is None else cot
+        messages = [{"role": "user", "content": prompt + (COT_INSTRUCTION if cot else "")}]
+        return (yield from self.request(Request(messages, self.params(max_tokens, cot), stage), trace))
 
-    def parse(self, raw: str) -> str:
-        """Parse the raw answer; chain-of-thought answers are read after their 'Answer:' marker."""
-        return parse_output(self.task, final_answer_segment(raw) if self.cot else raw)
+    def request(self, request: Request, trace: Trace) -> Generator[list[Request], list[Completion], str]:
+        """Yield one request, record its completion in ``trace`` and return the raw text."""
+        (completion,) = yield [request]
+        trace.record_call(request.messages, completion, request.stage)
+        return completion.text
 
     def retrieve(self, example: Example, profile: Sequence[ProfileItem], trace: Trace, k: int | None = None,
                  base_answer: str | None = None) -> list[ProfileItem]:

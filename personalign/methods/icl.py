@@ -11,12 +11,12 @@ def most_recent(profile, k):
 
 
 class ICL(Method):
-    def answer(self, example, profile):
+    def plan(self, example, profile):
         trace = Trace()
         items = most_recent(profile, self.config.k)
         trace.retrieved_ids.extend(str(item.get("id", "")) for item in items)
-        raw = self.ask(self.with_items(example, items), trace)
-        return Answer(self.parse(raw), trace)
+        raw = yield from self.ask(self.with_items(example, items), trace)
+        return Answer(raw, trace, self.output_filter)
 
 
 PLUGIN = ICL

@@ -5,11 +5,11 @@ from personalign.types import Answer, Trace
 
 
 class RAG(Method):
-    def answer(self, example, profile):
+    def plan(self, example, profile):
         trace = Trace()
         items = self.retrieve(example, profile, trace)
-        raw = self.ask(self.with_items(example, items), trace)
-        return Answer(self.parse(raw), trace)
+        raw = yield from self.ask(self.with_items(example, items), trace)
+        return Answer(raw, trace, self.output_filter)
 
 
 PLUGIN = RAG

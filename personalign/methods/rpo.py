@@ -16,10 +16,10 @@ from pathlib import Path
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.methods.base import Method
-from personalign.rpo.prompts import parse_reflection, reflection_messages, user_summary
-from personalign.tasks.parsing import parse_output
+from personalign.rpo.prompts import reflection_messages, user_summary
+from personalign.tasks.filters import finish, parse_reflection
 from personalign.tasks.spec import TaskSpec
-from personalign.types import Answer, GenParams, Messages, Trace
+from personalign.types import Answer, GenParams, Messages, Request, Trace
 
 
 def reflection_spec(reflection: str) -> str:
@@ -55,19 +55,24 @@ class RPO(Method):
         self.demos = load_demos(demos, num_demos) if demos else []
         self.reflection_max_tokens = reflection_max_tokens
 
-    def answer(self, example, profile):
+    def backends(self):
+        return {"base": self.llm, "reflection": self.reflection_llm}
+
+    @property
+    def output_filter(self) -> str:
+        return "rpo"
+
+    def plan(self, example, profile):
         trace = Trace()
-        base_raw = self.ask(example.input, trace)
-        base = self.parse(base_raw) or base_raw.strip()
+        base_raw = yield from self.ask(example.input, trace, stage="base")
+        base = finish(self.task, base_raw)
         items = self.retrieve(example, profile, trace, base_answer=base)
         messages = self.demos + reflection_messages(self.task, example.input, base, items, self.config.item_max_words,
                                                     user_summary(self.task, profile))
-        completion = self.reflection_llm.chat(messages, GenParams(max_tokens=self.reflection_max_tokens,
-                                                                  temperature=0.0, seed=self.config.seed))
-        trace.record_call(messages, completion)
-        final, thinking, fallback = reflected_answer(self.task, completion.text, base)
-        trace.extra.update(base_answer=base, fallback=fallback, thinking=thinking)
-        return Answer(final, trace)
+        params = GenParams(max_tokens=self.reflection_max_tokens, temperature=0.0, seed=self.config.seed)
+        raw = yield from self.request(Request(messages, params, stage="reflect", llm="reflection"), trace)
+        trace.extra["base_answer"] = base
+        return Answer(raw, trace, self.output_filter)
 
 
 def reflected_answer(task: TaskSpec, reflection: str, base_answer: str) -> tuple[str, str, bool]:
@@ -75,7 +80,7 @@ def reflected_answer(task: TaskSpec, reflection: str, base_answer: str) -> tuple
     parsed = parse_reflection(reflection)
     if parsed is None:
         return base_answer, "", True
-    return parse_output(task, parsed[1]), parsed[0], False
+    return finish(task, parsed[1]), parsed[0], False
 
 
 PLUGIN = RPO

@@ -5,10 +5,10 @@ from personalign.types import Answer, Trace
 
 
 class ZeroShot(Method):
-    def answer(self, example, profile):
+    def plan(self, example, profile):
         trace = Trace()
-        raw = self.ask(example.input, trace)
-        return Answer(self.parse(raw), trace)
+        raw = yield from self.ask(example.input, trace)
+        return Answer(raw, trace, self.output_filter)
 
 
 PLUGIN = ZeroShot

@@ -6,10 +6,10 @@ user's retrieved history. The teacher prompt (trajectory generation only) does c
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Sequence
 
+from personalign.tasks.filters import parse_reflection  # noqa: F401  (the format lives with the filters)
 from personalign.tasks.parsing import rating_values
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Messages, ProfileItem
@@ -35,7 +35,6 @@ FORMAT = (
     "Think briefly inside <think>...</think>, linking the user's examples to concrete changes, then give "
     "only the final answer inside <personalized>...</personalized>."
 )
-_TAGS = re.compile(r"<think>(.*?)</think>\s*<personalized>(.*?)</personalized>", re.DOTALL | re.IGNORECASE)
 
 
 def user_summary(task: TaskSpec, profile: Sequence[ProfileItem]) -> str:
@@ -85,14 +84,6 @@ def teacher_messages(task: TaskSpec, task_input: str, base_answer: str, item: Pr
         f"Initial response: {base_answer.strip()}\n\nThe user's actual answer: {gold.strip()}"
     )
     return [{"role": "user", "content": prompt}]
-
-
-def parse_reflection(text: str) -> tuple[str, str] | None:
-    """``(thinking, answer)`` from a well-formed output, else None (the caller falls back)."""
-    match = _TAGS.search(text)
-    if not match or not match.group(2).strip():
-        return None
-    return match.group(1).strip(), match.group(2).strip()
 
 
 def format_reflection(thinking: str, answer: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from personalign.backends.base import LLM
+from personalign.engine import Engine, answer_requests, run_plan
 from personalign.eval.predictions import PredictionLog
 from personalign.retrievers.base import Retriever, build_query
 from personalign.rpo.config import TrajectoryConfig
@@ -24,9 +25,9 @@ from personalign.rpo.filters import is_brief, is_consistent
 from personalign.rpo.prompts import (format_reflection, parse_reflection, reflection_messages, teacher_messages,
                                      user_summary)
 from personalign.rpo.template_teacher import template_thinking, without_unseen_handles
-from personalign.tasks.parsing import parse_output
+from personalign.tasks.filters import finish
 from personalign.tasks.spec import TaskSpec
-from personalign.types import Example, GenParams
+from personalign.types import Answer, Example, GenParams, Request, Trace
 
 
 @dataclass
@@ -45,10 +46,14 @@ class Trajectory:
     teacher_outputs: list[str] = field(default_factory=list)
 
 
+def base_request(task: TaskSpec, example: Example) -> Request:
+    """The black-box base model's request: the plain task prompt (its parsed answer is A_base)."""
+    return Request([{"role": "user", "content": example.input}], GenParams(max_tokens=task.max_new_tokens), "base")
+
+
 def base_answer(llm: LLM, task: TaskSpec, example: Example) -> str:
-    """A_base: the base model's parsed answer to the plain task prompt."""
-    completion = llm.chat([{"role": "user", "content": example.input}], GenParams(max_tokens=task.max_new_tokens))
-    return parse_output(task, completion.text) or completion.text.strip()
+    """A_base for one example (the engine batches ``base_request`` for many)."""
+    return finish(task, answer_requests([base_request(task, example)], {"base": llm})[0].text)
 
 
 def ranked_items(retriever: Retriever, task: TaskSpec, example: Example, answer: str, k: int) -> list[dict]:
@@ -58,17 +63,29 @@ def ranked_items(retriever: Retriever, task: TaskSpec, example: Example, answer:
 
 def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, items: list[dict], teacher: LLM | None,
                     config: TrajectoryConfig) -> Trajectory:
+    """One trajectory with a teacher answering directly (the engine runs ``trajectory_plan`` for many)."""
+    answer_ = run_plan(trajectory_plan(task, example, gold, answer, items, teacher is not None, config),
+                       {"teacher": teacher} if teacher else {})
+    return answer_.trace.extra["trajectory"]
+
+
+def trajectory_plan(task: TaskSpec, example: Example, gold: str, answer: str, items: list[dict], ask_teacher: bool,
+                    config: TrajectoryConfig):
     """Ask the teacher (several tries), filter, and fall back to the template teacher when allowed.
 
-    ``teacher=None`` skips the LLM teacher (reason "not tried").
+    A plan for the request engine: each try is one request to the ``teacher`` backend, and the plan
+    returns an ``Answer`` whose trace holds the ``Trajectory`` (``trace.extra["trajectory"]``).
+    ``ask_teacher=False`` skips the LLM teacher (reason "not tried").
     """
     top = items[0] if items else None
     target = sft_answer(task, example, gold, answer, config)
     outputs, reason = [], "not tried"
-    for attempt in range(config.teacher_samples if teacher else 0):
+    for attempt in range(config.teacher_samples if ask_teacher else 0):
         params = GenParams(max_tokens=config.teacher_max_tokens, temperature=config.teacher_temperature,
                            top_p=0.95, seed=config.seed + attempt)
-        text = teacher.chat(teacher_messages(task, example.input, answer, top, gold), params).text
+        (completion,) = yield [Request(teacher_messages(task, example.input, answer, top, gold), params, "teacher",
+                                       "teacher")]
+        text = completion.text
         outputs.append(text)
         parsed = parse_reflection(text)
         if parsed is None:
@@ -78,13 +95,18 @@ def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, it
         elif not is_brief(parsed[0], config.max_think_words):
             reason = "too long"
         else:
-            return _accepted(task, example, gold, target, answer, top, parsed[0], "llm", outputs, config)
+            return _as_answer(_accepted(task, example, gold, target, answer, top, parsed[0], "llm", outputs, config))
     if config.template_fallback:
         thinking = template_thinking(task, answer, top, target, task.query_text(example.input))
         row = _accepted(task, example, gold, target, answer, top, thinking, "template", outputs, config)
         row.reject_reason = reason  # why the LLM teacher failed, kept for the statistics
-        return row
-    return Trajectory(example.id, [], "", gold, answer, [], "", False, reason, outputs)
+        return _as_answer(row)
+    return _as_answer(Trajectory(example.id, [], "", gold, answer, [], "", False, reason, outputs))
+
+
+def _as_answer(row: Trajectory) -> Answer:
+    trace = Trace(extra={"trajectory": row})
+    return Answer(row.target, trace)
 
 
 def sft_answer(task: TaskSpec, example: Example, gold: str, answer: str, config: TrajectoryConfig) -> str:
@@ -107,16 +129,26 @@ def generate_trajectories(task: TaskSpec, examples: list[Example], golds: dict[s
                           k_max: int = 6) -> dict[str, Any]:
     """Write ``trajectories.jsonl`` (resumable), ``rl_prompts.jsonl`` and ``stats.json``; return the stats."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    backends = {"base": base_llm, **({"teacher": teacher} if teacher else {})}
+    engine = Engine(backends)
     with PredictionLog(out_dir / "trajectories.jsonl") as log, PredictionLog(out_dir / "rl_prompts.jsonl") as prompts:
-        for position, example in enumerate(tqdm(examples, desc=f"{task.name} trajectories", unit="ex", file=sys.stderr)):
-            if example.id in log:
-                continue
-            answer = base_answer(base_llm, task, example)
+        todo = [(position, e) for position, e in enumerate(examples) if e.id not in log]
+        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{task.name} trajectories", unit="ex",
+                   file=sys.stderr)
+
+        def plan(position: int, example: Example):
+            (completion,) = yield [base_request(task, example)]
+            answer = finish(task, completion.text)
             items = ranked_items(retriever, task, example, answer, k_max)
             prompts.append({"id": example.id, "task_input": example.input, "base_answer": answer, "items": items,
                             "gold": golds[example.id], "summary": user_summary(task, example.profile)})
-            asked = teacher if config.llm_teacher_examples is None or position < config.llm_teacher_examples else None
-            log.append(asdict(make_trajectory(task, example, golds[example.id], answer, items, asked, config)))
+            asked = teacher is not None and (config.llm_teacher_examples is None or position < config.llm_teacher_examples)
+            return (yield from trajectory_plan(task, example, golds[example.id], answer, items, asked, config))
+
+        with bar:
+            for _, answer, _ in engine.run(plan(position, example) for position, example in todo):
+                log.append(asdict(answer.trace.extra["trajectory"]))
+                bar.update(1)
         rows = [log.rows[e.id] for e in examples if e.id in log]
     stats = trajectory_stats(rows)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2))

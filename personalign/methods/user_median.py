@@ -1,0 +1,13 @@
+"""User median: the median of this user's past ratings."""
+
+from personalign.methods._reference import Reference, user_rating_stat
+
+
+class UserMedian(Reference):
+    kinds = ("rating",)
+
+    def predict(self, example, profile, trace):
+        return user_rating_stat(profile, self.task, "median")
+
+
+PLUGIN = UserMedian
