@@ -23,7 +23,7 @@ from personalign.errors import ConfigError
 from personalign.eval.predictions import PredictionLog
 from personalign.eval.rescore import score_run
 from personalign.manifest import write_manifest
-from personalign.methods import base_name, build_method
+from personalign.methods import base_name, build_method, expand_methods
 from personalign.methods.base import MethodConfig
 from personalign.retrievers import get_retriever
 from personalign.tasks import get_task
@@ -180,7 +180,8 @@ def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, 
     runner = EvalRunner(config, llm)
     manifest = config.run_dir / "manifest.json"
     write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "running"})
-    labels = [runner.run_method(name, control) for control in config.profile_controls for name in config.methods]
+    methods = expand_methods(config.methods, runner.task)
+    labels = [runner.run_method(name, control) for control in config.profile_controls for name in methods]
     results = score_run(config.run_dir, runner.task, only=labels) if runner.golds else {}
     describe = runner.llm.describe() if runner.llm else None
     write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "done",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from personalign import registry
@@ -9,6 +10,22 @@ from personalign.backends.base import LLM
 from personalign.methods.base import Method, MethodConfig
 from personalign.retrievers.base import Retriever
 from personalign.tasks.spec import TaskSpec
+
+
+REFERENCES = ("population-majority", "user-majority", "user-mean", "user-median", "echo", "lead", "nearest-output",
+              "user-prior")
+
+
+def expand_methods(names: list[str], task: TaskSpec) -> list[str]:
+    """Method names with the ``references`` group expanded; references that do not fit the task left out."""
+    out: list[str] = []
+    for name in names:
+        for one in (REFERENCES if name == "references" else (name,)):
+            if registry.load("methods", base_name(one)).applies_to(task) and one not in out:
+                out.append(one)
+            elif name == one and not registry.load("methods", base_name(one)).applies_to(task):
+                print(f"personalign: {one} does not apply to {task.name} ({task.kind}); skipped", file=sys.stderr)
+    return out
 
 
 def base_name(name: str) -> str:

@@ -41,9 +41,13 @@ class Reference(Method):
     needs_llm = False
     kinds: tuple[str, ...] = ("classification", "rating", "generation")
 
+    @classmethod
+    def applies_to(cls, task: TaskSpec) -> bool:
+        return task.kind in cls.kinds
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.task.kind not in self.kinds:
+        if not self.applies_to(self.task):
             raise ConfigError(f"method {type(self).__name__} applies to {'/'.join(self.kinds)} tasks, "
                               f"not to {self.task.name} ({self.task.kind})")
 

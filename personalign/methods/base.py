@@ -79,6 +79,11 @@ class Method(ABC):
         self.config = config or MethodConfig()
         self.cache_dir = Path(cache_dir) if cache_dir else None
 
+    @classmethod
+    def applies_to(cls, task: TaskSpec) -> bool:
+        """Whether this method makes sense for ``task`` (references are kind-specific)."""
+        return True
+
     @property
     def output_filter(self) -> str:
         """The score-time filter for this method's raw answers (``personalign.tasks.filters``)."""
