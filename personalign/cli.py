@@ -200,15 +200,10 @@ def cmd_data(args: argparse.Namespace) -> int:
                                 dev_frac=args.dev_frac, test_frac=args.test_frac)
         print(json.dumps(stats, indent=2))
     elif args.data_command == "validate":
-        from personalign.data.lamp_io import iter_questions, read_outputs
+        from personalign.data.lamp_io import validate_files
 
-        task = get_task(args.task) if args.task else None
-        for path in args.files:
-            if Path(path).name.endswith("outputs.json"):
-                name, golds = read_outputs(path, task)
-                print(f"{path}: ok ({len(golds)} golds, task {name})")
-            else:
-                print(f"{path}: ok ({sum(1 for _ in iter_questions(path, task))} questions)")
+        for line in validate_files(args.files, get_task(args.task) if args.task else None):
+            print(line)
     return 0
 
 

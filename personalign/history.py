@@ -27,6 +27,8 @@ def read_history(path: str | Path) -> list[ProfileItem]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(str(path), None, None, f"cannot read history: {exc}") from None
     raw = raw.removeprefix(b"\xef\xbb\xbf")
+    if not raw.strip():
+        raise DataError(str(path), None, None, "file is empty (expected a JSON list of history items)")
     try:
         data = _parse(raw)
     except StopIteration:

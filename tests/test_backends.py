@@ -268,3 +268,73 @@ def test_model_file_id_changes_when_a_file_is_rewritten_with_the_same_size(tmp_p
     assert model_file_id(model) == first and first.startswith("m.gguf@")
     model.write_bytes(b"a" * 2_999_999 + b"b")  # re-exported weights, same size
     assert model_file_id(model) != first
+
+
+# ---------------------------------------------------------------- identities and cache keys
+
+
+def test_requantized_copies_are_named_by_content_not_by_file_name(tmp_path, monkeypatch):
+    from personalign.backends.llamacpp import requantized_path
+
+    monkeypatch.setenv("PERSONALIGN_MODEL_CACHE", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "model.f16.gguf", tmp_path / "b" / "model.f16.gguf"
+    for path, data in ((first, b"weights of task A"), (second, b"weights of task B")):
+        path.parent.mkdir()
+        path.write_bytes(data)
+    assert requantized_path(first, "q8_0") != requantized_path(second, "q8_0")
+    before = requantized_path(first, "q8_0")
+    first.write_bytes(b"retrained weights")
+    assert requantized_path(first, "q8_0") != before
+    with pytest.raises(ConfigError, match="unknown quant"):
+        requantized_path(first, "q2")
+
+
+class FakeIdentityLLM(FakeCountingLLM):
+    """A FAKE backend with a settable identity (as llama.cpp's n_ctx or transformers' dtype)."""
+
+    def __init__(self, **identity):
+        super().__init__()
+        self._identity = identity
+
+    def identity(self):
+        return {"name": self.name, **self._identity}
+
+
+def test_cache_key_covers_every_result_changing_setting(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    for identity in ({"n_ctx": 2048}, {"n_ctx": 4096}, {"dtype": "torch.bfloat16"}):
+        inner = FakeIdentityLLM(**identity)
+        CachedLLM(inner, path).chat(ask("same prompt"), GenParams())
+        assert len(inner.calls) == 1  # another context size or dtype is another model: a miss
+    inner = FakeIdentityLLM(n_ctx=2048)
+    CachedLLM(inner, path).chat(ask("same prompt"), GenParams())
+    assert inner.calls == []
+
+
+def test_model_identity_is_the_content_not_the_path(tmp_path):
+    from personalign.backends import model_file_id
+
+    a, b = tmp_path / "one" / "m.gguf", tmp_path / "two" / "m.gguf"
+    for path in (a, b):
+        path.parent.mkdir()
+        path.write_bytes(b"same bytes")
+    assert model_file_id(a) == model_file_id(b)
+    b.write_bytes(b"other bytes")
+    assert model_file_id(a) != model_file_id(b)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"x")
+    before = model_file_id(folder)
+    (folder / "model.safetensors").write_bytes(b"y")
+    assert model_file_id(folder) != before
+
+
+def test_bad_backend_options_are_one_line_errors():
+    with pytest.raises(ConfigError, match="n_threads must be an integer >= 1, got 'abc'"):
+        get_llm("llamacpp", n_threads="abc")
+    with pytest.raises(ConfigError, match="timeout must be a number"):
+        get_llm("openai:m", base_url="http://127.0.0.1:9/v1", timeout="soon")
+    with pytest.raises(ConfigError, match="it takes .*timeout="):
+        get_llm("openai:m", nonsense=1)
+    with pytest.raises(ConfigError, match="--workers is for in-process backends"):
+        get_llm("openai:m", workers=2)

@@ -80,3 +80,77 @@ def test_eval_config_fills_the_task_into_method_options():
     assert _for_task(options, "LaMP_5") == {"rpo@sft": {"reflection": "runs/rpo/LaMP_5/sft/model.f16.gguf",
                                                         "reflection_max_tokens": 128}}
     assert options["rpo@sft"]["reflection"].count("{task}") == 1  # the config itself is left alone
+
+
+def test_yaml_method_settings_survive_cli_defaults_and_unknown_keys_are_refused(tmp_path, capsys):
+    config = tmp_path / "eval.yaml"
+    config.write_text("method: {k: 2, item_max_words: 9}\nseed: 3\n")
+    out = tmp_path / "runs"
+    assert main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "nearest-output", "--out", str(out),
+                 "--config", str(config), "--cache-dir", str(tmp_path / "c")]) == 0
+    key = json.loads((out / "LaMP_3" / "user-dev" / "predictions" / "nearest-output.key.json").read_text())
+    assert key["method_config"]["k"] == 2 and key["method_config"]["item_max_words"] == 9 and key["seed"] == 3
+    assert main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "nearest-output", "--out",
+                 str(tmp_path / "runs2"), "--config", str(config), "--k", "5", "--cache-dir", str(tmp_path / "c")]) == 0
+    key = json.loads((tmp_path / "runs2" / "LaMP_3" / "user-dev" / "predictions" / "nearest-output.key.json").read_text())
+    assert key["method_config"]["k"] == 5 and key["method_config"]["item_max_words"] == 9  # the flag wins, the rest stays
+    capsys.readouterr()
+    config.write_text("method: {k: 2}\nmethods_options: {}\n")
+    assert main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "user-prior", "--config", str(config),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['methods_options']" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "/nonexistent/eval.yaml"], "cannot read"),
+    (["--limit", "-1"], "--limit must be a positive integer"),
+    (["--limit", "0"], "--limit must be a positive integer"),
+    (["--k", "-1"], "k must be an integer >= 1"),
+    (["--llm-options", "n_threads"], "expected key=value"),
+    (["--profile-control", "someone"], "unknown --profile-control"),
+    (["--concurrency", "0"], "--concurrency must be a positive integer"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
+    code = main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "user-prior",
+                 "--out", str(tmp_path / "o"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_unwritable_output_folder_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")  # fails for root too, unlike chmod
+    code = main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "user-prior",
+                 "--out", str(blocker / "runs")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and str(blocker) in err and len(err.splitlines()) == 1
+
+
+def test_task_inference_refuses_to_guess_between_tasks_with_the_same_fields():
+    from personalign.errors import ConfigError
+    from personalign.tasks import get_task, infer_task
+
+    papers = [{"title": "Parsing", "abstract": "We parse."}]
+    with pytest.raises(ConfigError, match="fit LaMP_1, LaMP_5; pass --task"):
+        infer_task(papers)
+    assert infer_task(papers, get_task("LaMP_5").format_input("We parse more.")).name == "LaMP_5"
+    mails = [{"title": "Lunch", "text": "Shall we?"}]
+    with pytest.raises(ConfigError, match="fit LaMP_4, LaMP_6"):
+        infer_task(mails)
+    assert infer_task(mails, get_task("LaMP_6").format_input("Meeting at 3.")).name == "LaMP_6"
+    assert infer_task([{"text": "a", "score": "4"}]).name == "LaMP_3"
+    assert infer_task([{"text": "a tweet"}]).name == "LaMP_7"
+
+
+def test_rescore_and_compare_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "user-mean,user-median",
+                 "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    assert main(["rescore", str(out)]) == 0
+    assert "0 LLM calls" in capsys.readouterr().out
+    assert main(["report", "--runs", str(out), "--task", "LaMP_3", "--compare", "user-mean,user-median"]) == 0
+    table = capsys.readouterr().out
+    assert "p (paired permutation)" in table and "| LaMP_3 | mae |" in table
+    assert main(["report", "--runs", str(out), "--task", "LaMP_3", "--compare", "user-mean,nope"]) == 2

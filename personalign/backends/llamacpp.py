@@ -36,6 +36,15 @@ def quiet_stderr(enabled: bool = True) -> Iterator[None]:
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "f16": "LLAMA_FTYPE_MOSTLY_F16", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
 
+def requantized_path(path: Path, quant: str) -> Path:
+    """Where the ``quant`` copy of a GGUF lives: named by the source's content, so two exports with the
+    same file name (every RPO export is ``model.f16.gguf``) never collide, and a retrained model is
+    converted again."""
+    if quant not in QUANT_TYPES:
+        raise ConfigError(f"unknown quant '{quant}'; choose from: {', '.join(QUANT_TYPES)}")
+    return model_cache_dir() / f"{path.stem}-{content_sha256(path)[:16]}.{quant}.gguf"
+
+
 def requantized(path: Path, quant: str) -> Path:
     """A copy of a GGUF model converted to ``quant`` (made once, then reused from the cache).
 
@@ -47,10 +56,8 @@ def requantized(path: Path, quant: str) -> Path:
 
     import llama_cpp
 
-    if quant not in QUANT_TYPES:
-        raise ConfigError(f"unknown quant '{quant}'; choose from: {', '.join(QUANT_TYPES)}")
-    folder = model_cache_dir()
-    target = folder / f"{path.stem}-{content_sha256(path)[:16]}.{quant}.gguf"  # by content: exports never collide
+    target = requantized_path(path, quant)
+    folder = target.parent
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)

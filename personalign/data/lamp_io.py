@@ -276,6 +276,33 @@ def write_outputs(path: str | Path, task_name: str, outputs: Iterable[tuple[str,
         handle.write("}\n")
 
 
+def validate_files(paths: Iterable[str | Path], task: TaskSpec | None = None) -> list[str]:
+    """Check questions and outputs files; a questions file and the outputs file beside it must match."""
+    report, ids, gold_files = [], {}, {}
+    for path in map(Path, paths):
+        if path.name.endswith("outputs.json"):
+            name, golds = read_outputs(path, task)
+            if task is not None and name != task.name:
+                raise DataError(str(path), None, "task", f"is {name!r} but expected {task.name!r}")
+            gold_files[path.name.replace("outputs.json", "")] = (path, golds)
+            report.append(f"{path}: ok ({len(golds)} golds, task {name})")
+        else:
+            found = [e.id for e in iter_questions(path, task)]
+            if not found:
+                raise DataError(str(path), None, None, "has no questions")
+            ids[path.name.replace("questions.json", "")] = (path, found)
+            report.append(f"{path}: ok ({len(found)} questions)")
+    for prefix, (questions_path, found) in ids.items():
+        if prefix in gold_files:
+            outputs_path, golds = gold_files[prefix]
+            missing = [(i, qid) for i, qid in enumerate(found) if qid not in golds]
+            if missing:
+                index, qid = missing[0]
+                raise DataError(str(outputs_path), None, "golds", f"no gold output for question {_record(index, qid)} of "
+                                f"{questions_path.name} ({len(missing)} missing)")
+    return report
+
+
 def find_split_files(data_dir: str | Path, task_name: str, split: str, part: str) -> tuple[Path, Path | None]:
     """Locate ``(questions, outputs or None)`` for a task's split ("user"/"time") and part."""
     if split not in SPLITS or part not in PARTS:
