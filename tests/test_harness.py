@@ -295,3 +295,34 @@ def test_empty_questions_file_is_refused(tmp_path):
     write_outputs(folder / "dev_outputs.json", "LaMP_3", [])
     with pytest.raises(ConfigError, match="has no questions"):
         run_eval(config(tmp_path, tmp_path / "out", ["user-prior"]))
+
+
+class FakeRecordingLLM(FakeHashLLM):
+    """A FAKE backend that keeps every prompt it is sent."""
+
+    def __init__(self, answers):
+        super().__init__(answers)
+        self.seen: list[str] = []
+
+    def _generate(self, messages, params):
+        self.seen.extend(m["content"] for m in messages)
+        return super()._generate(messages, params)
+
+
+def test_the_gold_in_the_data_files_never_reaches_any_prompt(tmp_path):
+    """The runner reads golds from the outputs file; no method's request may contain them."""
+    lamp5 = get_task("LaMP_5")
+    folder = tmp_path / "data" / "LaMP_5" / "user"
+    folder.mkdir(parents=True)
+    papers = [{"title": f"Old paper {j}", "abstract": f"we study topic {j}", "id": f"p{j}"} for j in range(5)]
+    examples = [Example(id=str(i), input=lamp5.format_input(f"we study topic {i} again"), profile=papers, user_id="u")
+                for i in range(4)]
+    write_questions(folder / "dev_questions.json", examples)
+    write_outputs(folder / "dev_outputs.json", "LaMP_5", [(str(i), f"GOLD-SENTINEL-{i}") for i in range(4)])
+    llm = FakeRecordingLLM(["A title", "<think>t</think><personalized>B title</personalized>"])
+    methods = ["zero-shot", "icl", "rag", "pag", "cot-zero-shot", "cot-rag", "cot-pag"]
+    results = run_eval(config(tmp_path / "data", tmp_path / "out", methods, task="LaMP_5"), llm=llm)
+    assert set(results) == set(methods) and len(llm.seen) > 4 * len(methods)
+    assert not [p for p in llm.seen if "GOLD-SENTINEL" in p]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "LaMP_5" / "user-dev" / "predictions" / "rag.jsonl").open()]
+    assert {r["gold"] for r in rows} == {f"GOLD-SENTINEL-{i}" for i in range(4)}  # the runner did have the golds

@@ -99,11 +99,29 @@ def test_tiny_sft_run_on_the_bundled_model(tmp_path):
     from personalign.rpo.export import export_gguf
     from personalign.types import GenParams
 
+    # f32 keeps greedy answers identical to transformers; f16 (the default, half the size) need not
     gguf = export_gguf(tmp_path / "sft" / "model", out_type="f32")
     assert gguf == tmp_path / "sft" / "model.f32.gguf" and not gguf.with_name(gguf.name + ".partial").exists()
-    prompt, params = _trajectories(2)[1]["messages"], GenParams(max_tokens=12, temperature=0.0)
-    served = get_llm(f"llamacpp:{gguf}", n_threads=1).chat(prompt, params).text
-    assert served.strip() and served == get_llm(f"transformers:{tmp_path / 'sft' / 'model'}").chat(prompt, params).text
+    params = GenParams(max_tokens=12, temperature=0.0)
+    served_llm = get_llm(f"llamacpp:{gguf}", n_threads=1)
+    reference = get_llm(f"transformers:{tmp_path / 'sft' / 'model'}")
+    for row in _trajectories(3):
+        served = served_llm.chat(row["messages"], params).text
+        assert served.strip() and served == reference.chat(row["messages"], params).text
+    f16 = export_gguf(tmp_path / "sft" / "model")
+    assert f16.name == "model.f16.gguf" and get_llm(f"llamacpp:{f16}", n_threads=1).chat(_trajectories(1)[0]["messages"],
+                                                                                        params).text.strip()
+
+
+def test_export_needs_no_network(monkeypatch):
+    """The converter comes with ``make setup``; export itself never runs ``pip download``."""
+    import personalign.rpo.export as export
+
+    monkeypatch.delenv("LLAMA_CPP_CONVERT_SCRIPT", raising=False)
+    monkeypatch.setattr(export, "_fetch_converter", lambda *a: pytest.fail("export tried to fetch the converter"))
+    monkeypatch.setattr(export.subprocess, "run", lambda *a, **k: pytest.fail(f"export ran {a}"))
+    script = export.converter_script()
+    assert script.is_file() and (script.parent / "gguf-py").is_dir()
 
 
 def test_export_gguf_rejects_a_folder_without_a_model(tmp_path):

@@ -1,9 +1,10 @@
 """Export a trained reflection model (a transformers folder) to GGUF, for fast CPU serving with llama.cpp.
 
 The conversion is llama.cpp's own ``convert_hf_to_gguf.py``, taken from the llama-cpp-python source
-distribution of the installed version (so the GGUF format matches the runtime). It is found at
-``$LLAMA_CPP_CONVERT_SCRIPT``, else in the model cache, else fetched once from PyPI with
-``pip download`` and kept in the cache.
+distribution of the installed version (so the GGUF format matches the runtime). ``make setup`` fetches
+it once, with the other packages, into the environment (``python -m personalign.rpo.export --fetch``);
+``export`` itself never touches the network. It is found at ``$LLAMA_CPP_CONVERT_SCRIPT``, else in
+the environment's ``share/personalign/``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from personalign.backends import model_cache_dir
 from personalign.errors import ConfigError
 
 OUT_TYPES = ("f32", "f16", "bf16", "q8_0")
@@ -35,7 +35,22 @@ def converter_script() -> Path:
         runtime = version("llama-cpp-python")
     except PackageNotFoundError:
         raise ConfigError("GGUF export needs llama-cpp-python installed (pip install llama-cpp-python)") from None
-    folder = model_cache_dir() / f"llama.cpp-convert-{runtime}"
+    folder = converter_dir(runtime)
+    if not (folder / "convert_hf_to_gguf.py").is_file():
+        raise ConfigError(f"the llama.cpp converter is not installed at {folder}: run `make setup`, or once with "
+                          "network access `python -m personalign.rpo.export --fetch`; or set LLAMA_CPP_CONVERT_SCRIPT")
+    return folder / "convert_hf_to_gguf.py"
+
+
+def converter_dir(runtime: str) -> Path:
+    """Where setup puts the converter of llama-cpp-python ``runtime``: inside the Python environment."""
+    return Path(sys.prefix) / "share" / "personalign" / f"llama.cpp-convert-{runtime}"
+
+
+def fetch_converter() -> Path:
+    """Install time only: fetch the converter of the installed llama-cpp-python (``pip download``)."""
+    runtime = version("llama-cpp-python")
+    folder = converter_dir(runtime)
     if not (folder / "convert_hf_to_gguf.py").is_file():
         _fetch_converter(runtime, folder)
     return folder / "convert_hf_to_gguf.py"
@@ -82,3 +97,12 @@ def export_gguf(model_dir: str | Path, out: str | Path | None = None, out_type: 
         raise ConfigError(f"{model_dir}: GGUF conversion failed: {last[0]}")
     partial.replace(out)
     return out
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--fetch"]:
+        sys.exit("usage: python -m personalign.rpo.export --fetch   (install time: fetch the llama.cpp converter)")
+    try:
+        print(fetch_converter())
+    except ConfigError as exc:
+        sys.exit(f"personalign: error: {exc}")
