@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from personalign.retrievers.bm25 import BM25Retriever  # noqa: E402
 from personalign.retrievers.dense import DenseRetriever, bundled_model_path, load_encoder  # noqa: E402
@@ -195,8 +196,78 @@ def serving_section(args: argparse.Namespace) -> Section:
                    f"Model: `{args.reflection}`; torch threads {__import__('torch').get_num_threads()}.")
 
 
+def _eval_data(root: Path, n: int, profile_size: int = 20) -> Path:
+    """A LaMP_3-format dev split of ``n`` synthetic questions, written as a user's data folder."""
+    from personalign.data.lamp_io import write_outputs, write_questions
+    from personalign.types import Example
+
+    reviews = Reviews(seed=7)
+    examples = [Example(id=str(i), input=TASK.format_input(reviews.text()), profile=reviews.profile(profile_size),
+                        user_id=f"u{i}") for i in range(n)]
+    write_questions(root / "LaMP_3" / "user" / "dev_questions.json", examples)
+    write_outputs(root / "LaMP_3" / "user" / "dev_outputs.json", "LaMP_3", [(e.id, "4") for e in examples])
+    return root
+
+
+def _timed_eval(**settings) -> float:
+    from personalign.eval.runner import EvalConfig, run_eval
+
+    start = time.perf_counter()
+    run_eval(EvalConfig(task="LaMP_3", **settings))
+    return time.perf_counter() - start
+
+
+def http_concurrency_section(args: argparse.Namespace) -> Section:
+    """`personalign eval` against a local OpenAI-compatible server that answers in exactly 200 ms."""
+    import tempfile
+
+    from latency_server import FakeLatencyServer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, FakeLatencyServer(args.latency, max_requests=20_000,
+                                                                max_seconds=900) as url:
+        for concurrency in args.concurrency:
+            n = max(40, int(concurrency / args.latency * args.http_seconds))
+            data = _eval_data(Path(tmp) / f"data-{concurrency}", n)
+            for method in ("zero-shot", "rag"):
+                out = Path(tmp) / f"out-{concurrency}-{method}"
+                seconds = _timed_eval(data=str(data), methods=[method], llm="openai:fake", llm_options={"base_url": url},
+                                      concurrency=concurrency, out=str(out), cache_dir=str(out / "cache"))
+                ideal = concurrency / args.latency
+                rows.append([method, str(concurrency), str(n), f"{seconds:.1f}", f"{n / seconds:.1f}", f"{ideal:.0f}",
+                             f"{n / seconds / ideal:.2f}"])
+    header = ["method", "--concurrency", "examples", "wall s", "examples/s", "ideal examples/s", "fraction of ideal"]
+    note = (f"FakeLatencyServer (`bench/latency_server.py`): 127.0.0.1 only, {args.latency * 1000:.0f} ms per request, "
+            "stops itself after 20,000 requests or 15 minutes. One request per example, so the ideal is "
+            "concurrency / latency. Fresh LLM cache for every row; wall time includes loading the data, "
+            "BM25 retrieval, the SQLite cache writes and scoring.")
+    return Section("Eval throughput against a 200 ms OpenAI-compatible endpoint", header, rows, note)
+
+
+def workers_section(args: argparse.Namespace) -> Section:
+    """`personalign eval --workers N` with the bundled SmolLM2 in llama.cpp (Q8_0), cold cache."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _eval_data(Path(tmp) / "data", args.e2e_examples)
+        for method in ("zero-shot", "rag"):
+            base = None
+            for workers in args.workers:
+                out = Path(tmp) / f"out-{method}-{workers}"
+                seconds = _timed_eval(data=str(data), methods=[method], llm="llamacpp", llm_options={"quant": "q8_0"},
+                                      workers=workers, out=str(out), cache_dir=str(out / "cache"))
+                base = base or seconds
+                rows.append([method, str(workers), str(args.e2e_examples), f"{seconds:.1f}",
+                             f"{args.e2e_examples / seconds:.2f}", f"{base / seconds:.2f}x"])
+    header = ["method", "--workers", "examples", "wall s", "examples/s", "speed-up over the first row"]
+    note = ("Each worker is a process with its own model and cores/N llama.cpp threads; the single process uses "
+            "every core. Wall time includes starting the workers and loading the model.")
+    return Section("llama.cpp worker processes (LaMP_3 prompts, 2 cores)", header, rows, note)
+
+
 SECTIONS: list[Callable[[argparse.Namespace], Section]] = [bm25_section, dense_section, end_to_end_section,
-                                                          serving_section]
+                                                          serving_section, http_concurrency_section, workers_section]
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -233,10 +304,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=20, help="warm queries per size")
     parser.add_argument("--e2e-examples", type=int, default=20, help="questions per end-to-end measurement")
     parser.add_argument("--threads", default="1,2", help="llama.cpp thread counts for the end-to-end section")
-    parser.add_argument("--only", default="", help="comma-separated sections to run (bm25,dense,end_to_end,serving)")
+    parser.add_argument("--only", default="", help="comma-separated sections to run "
+                                                   "(bm25,dense,end_to_end,serving,http_concurrency,workers)")
     parser.add_argument("--reflection", help="trained RPO reflection model folder for the serving section")
     parser.add_argument("--serving-prompts", type=int, default=16, help="reflection prompts per serving engine")
+    parser.add_argument("--concurrency", default="1,8,32", help="--concurrency values for the HTTP section")
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per request of the fake HTTP endpoint")
+    parser.add_argument("--http-seconds", type=float, default=8.0, help="ideal seconds of work per HTTP row")
+    parser.add_argument("--workers", default="1,2", help="--workers values for the llama.cpp section")
     args = parser.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
     return args

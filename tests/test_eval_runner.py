@@ -61,7 +61,7 @@ def test_interrupted_eval_resumes_with_identical_predictions(tmp_path):
 
     resumed = config(data, tmp_path / "resumed", tmp_path / "cache-resumed")
     with pytest.raises(KeyboardInterrupt):
-        run_eval(resumed, llm=FakeHashLLM(answers, fail_after=17))
+        run_eval(resumed, llm=FakeHashLLM(answers, fail_after=21))
     partial = (resumed.run_dir / "predictions" / "rag.jsonl").read_text().splitlines()
     assert 0 < len(partial) < 12
     second = FakeHashLLM(answers)

@@ -14,15 +14,16 @@ from personalign.types import Completion, GenParams, Messages
 class CachedLLM(LLM):
     """Answer from the cache when the same model saw the same messages and parameters before.
 
-    ``chat_batch`` forwards only the misses to the inner backend, in chunks of ``chunk_size``,
-    and stores each chunk's results as soon as it comes back (a crash loses at most one chunk).
+    ``chat_batch`` forwards only the misses to the inner backend, in chunks of ``chunk_size`` (by default
+    32, or 4x what the backend runs at once), and stores each chunk's results as soon as it comes back (a
+    crash loses at most one chunk).
     """
 
-    def __init__(self, inner: LLM, path: str | Path, chunk_size: int = 32):
+    def __init__(self, inner: LLM, path: str | Path, chunk_size: int | None = None):
         self.inner = inner
         self.name = inner.name
         self.parallelism = inner.parallelism
-        self.chunk_size = max(1, chunk_size)
+        self.chunk_size = max(1, chunk_size or max(32, 4 * inner.parallelism))  # enough to keep the backend busy
         self.store = SqliteStore(path, table="llm_cache")
 
     def __getattr__(self, attr: str) -> Any:

@@ -65,6 +65,7 @@ class OpenAICompatibleLLM(LLM):
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout),
                                     limits=limits)
+        self._pool: ThreadPoolExecutor | None = None
         where = "" if self.base_url == DEFAULT_BASE_URL else f"@{self.base_url}"
         self.name = f"openai:{self.model}{where}"
 
@@ -128,14 +129,17 @@ class OpenAICompatibleLLM(LLM):
         return Completion(text, int(prompt_tokens), int(completion_tokens))
 
     def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
-        """Send up to ``max_concurrency`` requests at once; results keep the input order."""
+        """Send up to ``concurrency`` requests at once (one long-lived thread pool); results keep the input order."""
         if len(batch) <= 1:
             return [self.chat(messages, params) for messages in batch]
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(batch))) as pool:
-            return list(pool.map(lambda messages: self.chat(messages, params), batch))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="personalign-http")
+        return list(self._pool.map(lambda messages: self.chat(messages, params), batch))
 
     def close(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the HTTP connection pool and the request threads."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
         self._client.close()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from personalign.errors import BackendError, ConfigError
 from personalign.types import Answer, Completion, Request
 
-IN_FLIGHT_PER_SLOT = 4  # plans in flight per request the backends can work on at once
+IN_FLIGHT_PER_SLOT = 8  # plans in flight per request the backends can work on at once
 
 
 def window_for(backends: dict[str, Any]) -> int:

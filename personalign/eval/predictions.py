@@ -11,11 +11,14 @@ import fcntl
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from personalign.data.lamp_io import atomic_writer
 from personalign.errors import ConfigError
+
+SYNC_EVERY_S = 0.5  # fsync at most this often: a power loss costs at most this much (LLM calls stay cached)
 
 
 def _short(value: Any) -> str:
@@ -62,6 +65,7 @@ class PredictionLog:
             self._check_key(json.loads(json.dumps(key, default=str)))
         self._repair_and_load()
         self._file = self.path.open("a", encoding="utf-8")
+        self._synced = time.monotonic()
 
     @property
     def key_path(self) -> Path:
@@ -117,16 +121,24 @@ class PredictionLog:
         return example_id in self.rows
 
     def append(self, row: dict[str, Any]) -> None:
-        """Write one prediction row durably."""
+        """Write one prediction row; it reaches the disk within ``SYNC_EVERY_S`` (and at close)."""
         example_id = str(row["id"])
         if example_id in self.rows:
             return
         self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._file.flush()  # in the OS: survives a crash of this process
+        if time.monotonic() - self._synced >= SYNC_EVERY_S:
+            self.sync()
         self.rows[example_id] = row
 
+    def sync(self) -> None:
+        """Force written rows to the disk (survives a power loss)."""
+        os.fsync(self._file.fileno())
+        self._synced = time.monotonic()
+
     def close(self) -> None:
+        if not self._file.closed:
+            self.sync()
         self._file.close()
         if self._lock_file is not None:
             self._lock_file.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -100,9 +101,14 @@ def aggregate(metric: str, sums: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     return sums[..., 0] / n
 
 
+@lru_cache(maxsize=16)
 def _resample_counts(n: int, samples: int, seed: int) -> np.ndarray:
+    """How often each example appears in each of ``samples`` bootstrap resamples (samples x n)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=samples).astype(float)
+    picks = rng.integers(0, n, size=(samples, n)) + np.arange(samples)[:, None] * n
+    counts = np.bincount(picks.ravel(), minlength=samples * n).reshape(samples, n).astype(float)
+    counts.flags.writeable = False
+    return counts
 
 
 def bootstrap_interval(metric: str, stats: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
