@@ -221,11 +221,10 @@ def http_concurrency_section(args: argparse.Namespace) -> Section:
     """`personalign eval` against a local OpenAI-compatible server that answers in exactly 200 ms."""
     import tempfile
 
-    from latency_server import FakeLatencyServer
+    from latency_server import latency_server_process
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, FakeLatencyServer(args.latency, max_requests=20_000,
-                                                                max_seconds=900) as url:
+    with tempfile.TemporaryDirectory() as tmp, latency_server_process(args.latency) as url:
         for concurrency in args.concurrency:
             n = max(40, int(concurrency / args.latency * args.http_seconds))
             data = _eval_data(Path(tmp) / f"data-{concurrency}", n)
@@ -237,8 +236,8 @@ def http_concurrency_section(args: argparse.Namespace) -> Section:
                 rows.append([method, str(concurrency), str(n), f"{seconds:.1f}", f"{n / seconds:.1f}", f"{ideal:.0f}",
                              f"{n / seconds / ideal:.2f}"])
     header = ["method", "--concurrency", "examples", "wall s", "examples/s", "ideal examples/s", "fraction of ideal"]
-    note = (f"FakeLatencyServer (`bench/latency_server.py`): 127.0.0.1 only, {args.latency * 1000:.0f} ms per request, "
-            "stops itself after 20,000 requests or 15 minutes. One request per example, so the ideal is "
+    note = (f"FakeLatencyServer (`bench/latency_server.py`), in its own process: 127.0.0.1 only, "
+            f"{args.latency * 1000:.0f} ms per request, stops itself after 20,000 requests or 15 minutes. One request per example, so the ideal is "
             "concurrency / latency. Fresh LLM cache for every row; wall time includes loading the data, "
             "BM25 retrieval, the SQLite cache writes and scoring.")
     return Section("Eval throughput against a 200 ms OpenAI-compatible endpoint", header, rows, note)

@@ -8,10 +8,14 @@ whichever comes first. Not a model: its answers are for measuring orchestration,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +34,7 @@ class FakeLatencyServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stall)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -71,3 +76,25 @@ class FakeLatencyServer:
         self._timer.cancel()
         self._server.shutdown()
         self._server.server_close()
+
+
+@contextlib.contextmanager
+def latency_server_process(latency: float = 0.2, max_requests: int = 20_000, max_seconds: float = 900.0) -> Iterator[str]:
+    """The same server in its own process, so it does not share the client's interpreter lock."""
+    process = subprocess.Popen([sys.executable, __file__, str(latency), str(max_requests), str(max_seconds)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"latency server did not start: {url!r}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    server = FakeLatencyServer(float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]))
+    with server as address:
+        print(address, flush=True)
+        time.sleep(server.max_seconds)

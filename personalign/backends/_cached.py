@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ class CachedLLM(LLM):
     def __init__(self, inner: LLM, path: str | Path, chunk_size: int | None = None):
         self.inner = inner
         self.name = inner.name
-        self.parallelism = inner.parallelism
+        self.parallelism, self.asynchronous = inner.parallelism, inner.asynchronous
         self.chunk_size = max(1, chunk_size or max(32, 4 * inner.parallelism))  # enough to keep the backend busy
         self.store = SqliteStore(path, table="llm_cache")
 
@@ -70,6 +71,27 @@ class CachedLLM(LLM):
         # a repeated prompt within the batch is answered from its first copy, like a cache hit
         return [r if r is not None else replace(results[first_of[k]], cached=True) for r, k in zip(results, keys)]
 
+    def submit_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Future]:
+        """Hits now; misses through an asynchronous backend, each cached the moment it arrives."""
+        if not self.inner.asynchronous:
+            return super().submit_batch(batch, params)  # chat_batch: chunked, each chunk cached on return
+        params = params or GenParams()
+        keys = [self.key(messages, params) for messages in batch]
+        futures: list[Future] = []
+        started: dict[str, Future] = {}
+        for messages, key in zip(batch, keys):
+            hit = self._lookup(key)
+            if hit is not None:
+                futures.append(_finished(hit))
+            elif key in started:  # a repeated prompt within the batch: answered from its first copy
+                futures.append(_as_cached(started[key]))
+            else:
+                (future,) = self.inner.submit_batch([messages], params)
+                future.add_done_callback(lambda f, key=key: f.exception() is None and self._save(key, f.result()))
+                started[key] = future
+                futures.append(future)
+        return futures
+
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
@@ -79,3 +101,23 @@ class CachedLLM(LLM):
     def close(self) -> None:
         """Close the cache file."""
         self.store.close()
+
+
+def _finished(completion: Completion) -> Future:
+    future: Future = Future()
+    future.set_result(completion)
+    return future
+
+
+def _as_cached(source: Future) -> Future:
+    """A future with ``source``'s completion marked as a cache hit."""
+    copy: Future = Future()
+
+    def forward(done: Future) -> None:
+        if done.exception() is not None:
+            copy.set_exception(done.exception())
+        else:
+            copy.set_result(replace(done.result(), cached=True))
+
+    source.add_done_callback(forward)
+    return copy

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -43,7 +43,7 @@ class WorkerPoolLLM(LLM):
     """Spread requests over ``workers`` processes that each run ``get_llm(spec, **options)``."""
 
     def __init__(self, spec: str, workers: int, options: dict[str, Any] | None = None):
-        self.spec, self.workers, self.parallelism = spec, workers, workers
+        self.spec, self.workers, self.parallelism, self.asynchronous = spec, workers, workers, True
         self.options = dict(options or {})
         if spec.partition(":")[0] == "llamacpp" and not self.options.get("n_threads"):
             self.options["n_threads"] = max(1, (os.cpu_count() or 1) // workers)
@@ -68,10 +68,12 @@ class WorkerPoolLLM(LLM):
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
         return self.chat_batch([messages], params)[0]
 
+    def submit_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Future]:
+        return [self._submit("chat", messages, params or GenParams()) for messages in batch]
+
     def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
-        futures = [self._submit("chat", messages, params or GenParams()) for messages in batch]
         try:
-            return [future.result() for future in futures]
+            return [future.result() for future in self.submit_batch(batch, params)]
         except BrokenProcessPool:
             raise BackendError(f"a worker process of '{self.spec}' died (out of memory?); run again to resume") from None
 

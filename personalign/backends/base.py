@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 
 from personalign.types import Completion, GenParams, Messages
 
@@ -15,7 +16,8 @@ class LLM(ABC):
     """
 
     name: str = "llm"
-    parallelism: int = 1  # requests it can work on at once (the engine keeps about 4x this many in flight)
+    parallelism: int = 1  # requests it can work on at once (the engine keeps 8x this many in flight)
+    asynchronous: bool = False  # submit_batch returns before the answers are in
 
     @abstractmethod
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
@@ -28,6 +30,26 @@ class LLM(ABC):
     def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
         """Answer several conversations; the default runs them one after another."""
         return [self.chat(messages, params) for messages in batch]
+
+    def submit_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Future]:
+        """Start answering several conversations; one future each, in input order.
+
+        The default answers the whole batch now (``chat_batch``) and returns finished futures; HTTP
+        and worker-pool backends return at once and finish the futures as replies arrive.
+        """
+        futures: list[Future] = []
+        try:
+            completions = self.chat_batch(batch, params)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the futures
+            completions, error = None, exc
+        for i in range(len(batch)):
+            future: Future = Future()
+            if completions is None:
+                future.set_exception(error)
+            else:
+                future.set_result(completions[i])
+            futures.append(future)
+        return futures
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` for this model (a rough word-based estimate by default)."""

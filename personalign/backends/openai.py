@@ -6,7 +6,7 @@ import os
 import random
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -61,6 +61,7 @@ class OpenAICompatibleLLM(LLM):
         key = api_key or _env("PERSONALIGN_LLM_API_KEY", "OPENAI_API_KEY")
         self.max_retries, self.backoff_base = int(max_retries), float(backoff_base)
         self.max_concurrency = self.parallelism = int(concurrency)
+        self.asynchronous = True
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -128,13 +129,17 @@ class OpenAICompatibleLLM(LLM):
             completion_tokens = self.count_tokens(text) if text else 0
         return Completion(text, int(prompt_tokens), int(completion_tokens))
 
-    def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
-        """Send up to ``concurrency`` requests at once (one long-lived thread pool); results keep the input order."""
-        if len(batch) <= 1:
-            return [self.chat(messages, params) for messages in batch]
+    def submit_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Future]:
+        """Queue the requests on one long-lived pool of ``concurrency`` threads; return at once."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="personalign-http")
-        return list(self._pool.map(lambda messages: self.chat(messages, params), batch))
+        return [self._pool.submit(self.chat, messages, params) for messages in batch]
+
+    def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
+        """Send up to ``concurrency`` requests at once; results keep the input order."""
+        if len(batch) <= 1:
+            return [self.chat(messages, params) for messages in batch]
+        return [future.result() for future in self.submit_batch(batch, params)]
 
     def close(self) -> None:
         """Close the HTTP connection pool and the request threads."""

@@ -1,18 +1,20 @@
-"""The request engine: runs many method plans at once and batches their LLM requests.
+"""The request engine: runs many method plans at once and keeps the backends busy.
 
 Methods declare their work as plans (``Method.plan``) that yield lists of ``Request``s. The engine
-keeps a window of plans in flight; each round it collects the pending requests of every plan,
-groups them by backend and sampling parameters, and sends each group with one ``chat_batch``
-call, so HTTP backends run them concurrently, transformers batches them and a worker pool spreads
-them over processes. Results come back in the order the plans went in, and greedy results equal a
-sequential run because every request is answered independently. ``personalign eval``, RPO
-trajectory generation and the service share it.
+keeps a window of plans in flight. Each step it gathers the new requests of every plan that moved,
+groups them by backend and sampling parameters, and submits each group with one ``submit_batch``
+call; then it advances whichever plans have all their completions, while the other requests are
+still in flight. So HTTP backends keep ``concurrency`` requests busy while retrieval runs,
+transformers gets whole batches, and a worker pool spreads them over processes. Results come back
+in the order the plans went in, and greedy results equal a sequential run because every request
+is answered independently. ``personalign eval``, RPO trajectory generation and the service share it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,29 +34,31 @@ class _InFlight:
     index: int
     plan: Any
     pending: list[Request] = field(default_factory=list)
+    futures: list[Future] = field(default_factory=list)
     seconds: float = 0.0
 
 
-def _check(completions: list[Completion], requests: list[Request], backend: str) -> list[Completion]:
-    if len(completions) != len(requests):
-        raise BackendError(f"backend '{backend}' returned {len(completions)} completions for {len(requests)} requests")
-    return completions
-
-
-def answer_requests(requests: list[Request], backends: dict[str, Any]) -> list[Completion]:
-    """Answer a list of requests, one ``chat_batch`` per (backend, parameters) group, in input order."""
+def submit_requests(requests: list[Request], backends: dict[str, Any]) -> list[Future]:
+    """Submit requests, one ``submit_batch`` per (backend, parameters) group; futures in input order."""
     groups: dict[tuple[str, Any], list[int]] = {}
     for i, request in enumerate(requests):
         groups.setdefault((request.llm, request.params), []).append(i)
-    results: list[Completion | None] = [None] * len(requests)
+    futures: list[Future | None] = [None] * len(requests)
     for (name, params), indices in groups.items():
         llm = backends.get(name)
         if llm is None:
             raise ConfigError(f"a request names backend '{name}', which this method does not have")
-        batch = [requests[i] for i in indices]
-        for i, completion in zip(indices, _check(llm.chat_batch([r.messages for r in batch], params), batch, name)):
-            results[i] = completion
-    return results  # type: ignore[return-value]
+        submitted = llm.submit_batch([requests[i].messages for i in indices], params)
+        if len(submitted) != len(indices):
+            raise BackendError(f"backend '{name}' returned {len(submitted)} results for {len(indices)} requests")
+        for i, future in zip(indices, submitted):
+            futures[i] = future
+    return futures  # type: ignore[return-value]
+
+
+def answer_requests(requests: list[Request], backends: dict[str, Any]) -> list[Completion]:
+    """Answer a list of requests and wait for all of them (input order)."""
+    return [future.result() for future in submit_requests(requests, backends)]
 
 
 def _advance(job: _InFlight, completions: list[Completion] | None) -> Answer | None:
@@ -82,8 +86,8 @@ def run_plan(plan: Any, backends: dict[str, Any]) -> Answer:
 class Engine:
     """Runs plans with up to ``window`` in flight; yields ``(index, answer, seconds)`` in input order.
 
-    ``seconds`` is the example's share of the wall time: each round's time is split evenly over
-    the plans in flight, so the shares of a run add up to its wall time.
+    ``seconds`` is the example's share of the wall time: each step's time is split evenly over the
+    plans in flight, so the shares of a run add up to its wall time.
     """
 
     def __init__(self, backends: dict[str, Any], window: int | None = None):
@@ -96,11 +100,10 @@ class Engine:
         source = iter(enumerate(plans))
         active: list[_InFlight] = []
         done: dict[int, tuple[Answer, float]] = {}
-        next_out = 0
-        exhausted = False
+        next_out, exhausted, moved = 0, False, []
+        clock = time.perf_counter()
         while True:
-            start = time.perf_counter()
-            while not exhausted and len(active) < self.window:
+            while not exhausted and len(active) < self.window:  # start new plans
                 try:
                     index, plan = next(source)
                 except StopIteration:
@@ -110,23 +113,32 @@ class Engine:
                 answer = _advance(job, None)
                 if answer is None:
                     active.append(job)
+                    moved.append(job)
                 else:
                     done[index] = (answer, 0.0)
-            if active:
-                requests = [r for job in active for r in job.pending]
-                completions = answer_requests(requests, self.backends)
-                share = (time.perf_counter() - start) / len(active)
-                still, offset = [], 0
-                for job in active:
-                    mine = completions[offset:offset + len(job.pending)]
+            if moved:  # everything the moved plans asked for, batched together
+                futures = submit_requests([r for job in moved for r in job.pending], self.backends)
+                offset = 0
+                for job in moved:
+                    job.futures = futures[offset:offset + len(job.pending)]
                     offset += len(job.pending)
+                moved = []
+            if active:
+                ready = [job for job in active if all(f.done() for f in job.futures)]
+                if not ready:
+                    wait([f for job in active for f in job.futures if not f.done()], return_when=FIRST_COMPLETED)
+                    ready = [job for job in active if all(f.done() for f in job.futures)]
+                now = time.perf_counter()
+                share, clock = (now - clock) / len(active), now
+                for job in active:
                     job.seconds += share
-                    answer = _advance(job, mine)
+                for job in ready:
+                    answer = _advance(job, [f.result() for f in job.futures])
                     if answer is None:
-                        still.append(job)
+                        moved.append(job)
                     else:
+                        active.remove(job)
                         done[job.index] = (answer, job.seconds)
-                active = still
             while next_out in done:
                 answer, seconds = done.pop(next_out)
                 yield next_out, answer, seconds
