@@ -27,7 +27,8 @@ demo: setup
 	$(VENV)/bin/personalign personalize --history $(EXAMPLES)/histories/loud_lola.json --method rag \
 		"I finally finished all my exams and I feel very relieved."
 	$(VENV)/bin/personalign eval --data $(EXAMPLES) --task LaMP_2,LaMP_3,LaMP_7 --out runs/demo \
-		--methods user-prior,zero-shot,icl,rag,pag
+		--methods references,zero-shot,icl,rag,pag --profile-control own,other-user --workers 2
+	$(VENV)/bin/personalign rescore runs/demo
 
 test: setup
 	$(PY) -m pytest -q -ra

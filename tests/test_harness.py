@@ -326,3 +326,19 @@ def test_the_gold_in_the_data_files_never_reaches_any_prompt(tmp_path):
     assert not [p for p in llm.seen if "GOLD-SENTINEL" in p]
     rows = [json.loads(line) for line in (tmp_path / "out" / "LaMP_5" / "user-dev" / "predictions" / "rag.jsonl").open()]
     assert {r["gold"] for r in rows} == {f"GOLD-SENTINEL-{i}" for i in range(4)}  # the runner did have the golds
+
+
+@pytest.mark.model
+def test_llamacpp_workers_give_the_sequential_greedy_outputs(tmp_path):
+    examples = Path(__file__).resolve().parents[1] / "personalign" / "data" / "examples"
+    raws = {}
+    for workers in (1, 2):
+        cfg = EvalConfig(data=str(examples), task="LaMP_7", methods=["zero-shot", "rag"], out=str(tmp_path / f"w{workers}"),
+                         cache_dir=str(tmp_path / f"cache{workers}"), llm="llamacpp", workers=workers,
+                         llm_options={"n_threads": 1})
+        run_eval(cfg)
+        for method in ("zero-shot", "rag"):
+            rows = [json.loads(line) for line in (cfg.run_dir / "predictions" / f"{method}.jsonl").open()]
+            raws[workers, method] = [(r["id"], r["raw"]) for r in rows]
+    assert raws[1, "zero-shot"] == raws[2, "zero-shot"] and raws[1, "rag"] == raws[2, "rag"]
+    assert all(raw.strip() for _, raw in raws[1, "rag"])

@@ -88,7 +88,7 @@ def pair(task: TaskSpec, run_dir: Path, a: str, b: str, mode: str = "lenient") -
 
 def verdict(test: PairedTest) -> str:
     if test.p_value >= 0.05:
-        return "no significant difference"
+        return "no significant difference from"
     return "beats" if test.a_better else "loses to"
 
 

@@ -22,7 +22,8 @@ from personalign.tasks.spec import TaskSpec
 def run_logs(run_dir: Path) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
     """``{row label: (run key, rows in log order)}`` for every keyed log of a run folder."""
     logs = {}
-    for path in sorted((run_dir / "predictions").glob("*.jsonl")):
+    paths = sorted((run_dir / "predictions").glob("*.jsonl"), key=lambda p: ("#" in p.stem, p.stem))  # own rows first
+    for path in paths:
         key, rows = read_log(path)
         if key is None:
             print(f"personalign: {path} has no run key; skipped", file=sys.stderr)

@@ -19,7 +19,7 @@ from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.data.lamp_io import files_sha256, find_split_files, load_split
 from personalign.engine import Engine
-from personalign.errors import ConfigError
+from personalign.errors import ConfigError, DataError
 from personalign.eval.predictions import PredictionLog
 from personalign.eval.rescore import score_run
 from personalign.manifest import write_manifest
@@ -181,7 +181,15 @@ def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, 
     manifest = config.run_dir / "manifest.json"
     write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "running"})
     methods = expand_methods(config.methods, runner.task)
-    labels = [runner.run_method(name, control) for control in config.profile_controls for name in methods]
+    labels = []
+    for control in config.profile_controls:
+        for name in methods:
+            try:
+                labels.append(runner.run_method(name, control))
+            except DataError as exc:
+                if name in config.methods or "train" not in exc.problem:
+                    raise
+                print(f"personalign: {name} skipped (it needs the train split): {exc}", file=sys.stderr)
     results = score_run(config.run_dir, runner.task, only=labels) if runner.golds else {}
     describe = runner.llm.describe() if runner.llm else None
     write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "done",
