@@ -342,3 +342,15 @@ def test_llamacpp_workers_give_the_sequential_greedy_outputs(tmp_path):
             raws[workers, method] = [(r["id"], r["raw"]) for r in rows]
     assert raws[1, "zero-shot"] == raws[2, "zero-shot"] and raws[1, "rag"] == raws[2, "rag"]
     assert all(raw.strip() for _, raw in raws[1, "rag"])
+
+
+def test_rows_on_different_example_sets_are_flagged_not_merged(tmp_path):
+    data = rating_data(tmp_path / "data")
+    run_eval(config(data, tmp_path / "out", ["user-mean"], limit=5))
+    cfg = config(data, tmp_path / "out", ["user-median"])
+    results = run_eval(cfg)
+    assert results["user-median"]["n"] == 10
+    assert json.loads((cfg.run_dir / "metrics.json").read_text())["user-mean"]["n"] == 5
+    text = (cfg.run_dir / "results.md").read_text()
+    assert "different example sets" in text and "(n=5): user-mean" in text
+    assert pair(LAMP3, cfg.run_dir, "user-mean", "user-median")[0].n == 5  # paired on the shared examples

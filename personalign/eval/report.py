@@ -132,6 +132,13 @@ def results_markdown(task: TaskSpec, run_dir: Path, results: dict[str, dict[str,
              "### Lenient scoring (Personalign's parsers)\n", mode_table(task, results, "lenient"),
              "\n### Official scoring (LaMP eval/evaluation.py: outputs only stripped)\n",
              mode_table(task, results, "official")]
+    sets: dict[str, list[str]] = {}
+    for label, values in results.items():
+        sets.setdefault(f"{values.get('examples_sha')} (n={values.get('n')})", []).append(label)
+    if len(sets) > 1:
+        parts.append("\n**These rows ran on different example sets** (another --limit or --seed, or an unfinished "
+                     "run); paired tests use the examples two rows share:\n")
+        parts += [f"- examples {key}: {', '.join(labels)}" for key, labels in sets.items()]
     verdicts = verdict_rows(task, run_dir, results)
     if verdicts:
         parts += ["\n### Against the best reference (paired permutation test, lenient)\n",
