@@ -1,0 +1,38 @@
+"""The ``personalign`` command line: one module per command (eval, personalize, data, report, train)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from personalign.cli import data, personalize, report, train
+from personalign.cli import eval as eval_command
+from personalign.cli.eval import _for_task  # noqa: F401  (used by tests and configs)
+from personalign.errors import PersonalignError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="personalign", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in (eval_command, personalize, data, report, train):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PersonalignError as exc:
+        print(f"personalign: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("personalign: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a read-only or full output folder, a missing file: rows written so far are kept
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"personalign: error: {where}{exc.strerror or exc}; what was written so far is kept, "
+              "fix it and run the same command again", file=sys.stderr)
+        return 2
+
+

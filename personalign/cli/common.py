@@ -1,0 +1,50 @@
+"""Helpers shared by the command modules: comma lists, model options, method settings."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+import yaml
+
+from personalign import registry
+from personalign.errors import ConfigError
+from personalign.methods.base import MethodConfig
+
+
+def csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    from personalign.backends import backend_options
+
+    backends = "; ".join(f"{name}: {backend_options(name)}" for name in registry.available("backends"))
+    parser.add_argument("--llm", help="backend spec: llamacpp[:GGUF], openai:MODEL, transformers:PATH (default llamacpp)")
+    parser.add_argument("--llm-options", help=f"backend options as key=value,... ({backends})")
+    parser.add_argument("--retriever", help="bm25 (default), dense[:MODEL_OR_PATH], random or recency")
+    parser.add_argument("--k", type=int, help="history items per prompt (default 4)")
+    parser.add_argument("--seed", type=int, help="seed for sampling, --limit and controls (default 0)")
+    parser.add_argument("--cache-dir", default=".cache/personalign", help="LLM and embedding caches")
+    parser.add_argument("--reflection", help="RPO reflection model: trained folder, .gguf, backend spec, or 'bundled'")
+
+def llm_options(text: str | None) -> dict:
+    """Parse ``key=value,...`` (values read as YAML scalars: 1 -> int, true -> bool)."""
+    options = {}
+    for pair in csv_list(text or ""):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad --llm-options entry '{pair}': expected key=value")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"bad --llm-options value in '{pair}'") from None
+    return options
+
+def method_config(overrides: dict, where: str = "method options") -> MethodConfig:
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}: expected a mapping of MethodConfig fields")
+    known = {f.name for f in fields(MethodConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown method option(s) {sorted(unknown)}; known: {sorted(known)}")
+    return MethodConfig(**overrides)

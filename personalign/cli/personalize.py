@@ -1,0 +1,66 @@
+"""``personalign personalize``: answer one query for one user and print the trace."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from personalign import registry
+from personalign.cli.common import (
+    add_model_options,
+    llm_options,
+    method_config,
+)
+from personalign.methods import base_name
+
+
+def cmd_personalize(args: argparse.Namespace) -> int:
+    from personalign.backends import get_llm
+    from personalign.data.lamp_io import check_profile
+    from personalign.history import read_history
+    from personalign.methods import build_method
+    from personalign.retrievers import get_retriever
+    from personalign.tasks import get_task, infer_task
+    from personalign.tasks.filters import apply_filter
+    from personalign.types import Example
+
+    profile = read_history(args.history)
+    task = get_task(args.task) if args.task else infer_task(profile, args.query)
+    profile = check_profile(profile, args.history, task)
+    cache = Path(args.cache_dir)
+    method_cls = registry.load("methods", base_name(args.method))
+    llm = get_llm(args.llm or "llamacpp", cache_path=cache / "llm.sqlite", **llm_options(args.llm_options)) \
+        if method_cls.needs_llm else None
+    options = {"reflection": args.reflection} if args.reflection and base_name(args.method) == "rpo" else {}
+    fields_ = {"k": args.k} if args.k is not None else {}
+    method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever or "bm25", seed=args.seed or 0,
+                                                                           cache_dir=cache),
+                          config=method_config({**fields_, "seed": args.seed or 0}), cache_dir=cache, **options)
+    example = Example(id="query", input=task.format_input(args.query), profile=profile)
+    answer = method.answer(example, profile)
+    final = apply_filter(task, answer.output_filter, answer.raw, answer.trace.to_dict())
+    trace = answer.trace
+    if args.json:
+        print(json.dumps({"task": task.name, "answer": final.prediction, "fallback": final.fallback, "raw": answer.raw,
+                          "trace": trace.to_dict()}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"task: {task.name}   method: {args.method}   history items: {len(profile)}")
+    print(f"retrieved ids: {', '.join(trace.retrieved_ids) or '-'}")
+    print(f"tokens: prompt {trace.prompt_tokens}, completion {trace.completion_tokens} ({trace.cached_calls} cached calls)")
+    for key, value in trace.extra.items():
+        print(f"{key}: {value}")
+    for stage, prompt, raw in zip(trace.stages, trace.prompts, trace.raw_outputs):
+        print(f"--- {stage} prompt ---\n" + prompt[-1]["content"] + "\n--- raw output ---\n" + raw)
+    print(f"\nanswer: {final.prediction}" + ("   (fell back to the base answer)" if final.fallback else ""))
+    return 0
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pz = sub.add_parser("personalize", help="answer one query for one user and print the trace")
+    pz.add_argument("query", help="the task input, or raw text that the task's template wraps")
+    pz.add_argument("--history", required=True, help="JSON list of profile items (or a LaMP question, or JSONL)")
+    pz.add_argument("--method", default="rag")
+    pz.add_argument("--task", help="task name; inferred from the history's fields when omitted")
+    pz.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
+    add_model_options(pz)
+    pz.set_defaults(func=cmd_personalize)

@@ -1,0 +1,84 @@
+"""``personalign report`` and ``personalign rescore``: tables, paired tests, controls, from the raw logs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from personalign.cli.common import (
+    csv_list,
+)
+from personalign.errors import ConfigError
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from personalign.eval.report import (
+        control_rows,
+        cross_task_table,
+        markdown_table,
+        pair,
+        verdict,
+        verdict_rows,
+    )
+    from personalign.eval.rescore import score_run
+    from personalign.tasks import get_task
+
+    results, tasks, dirs = {}, {}, {}
+    for task_name in csv_list(args.task):
+        run_dir = Path(args.runs) / task_name / f"{args.split}-{args.part}"
+        if not (run_dir / "predictions").is_dir():
+            raise ConfigError(f"no results for {task_name}: {run_dir}/predictions does not exist (run `personalign eval` first)")
+        task = get_task(task_name)
+        found = score_run(run_dir, task)
+        wanted = csv_list(args.methods) or list(found)
+        results[task_name] = {m: found[m] for m in wanted if m in found}
+        tasks[task_name], dirs[task_name] = task, run_dir
+    if args.compare:
+        names = csv_list(args.compare)
+        if len(names) != 2:
+            raise ConfigError("--compare takes two row names: A,B")
+        rows = []
+        for task_name, task in tasks.items():
+            for test in pair(task, dirs[task_name], names[0], names[1], args.mode):
+                rows.append({"task": task_name, "metric": test.metric, names[0]: test.a, names[1]: test.b,
+                             "diff [95% CI]": test.diff.text(4), "p (paired permutation)": round(test.p_value, 4),
+                             "n": test.n, "verdict": f"{names[0]} {verdict(test)} {names[1]}"})
+        print(markdown_table(rows, list(rows[0])))
+        return 0
+    print(cross_task_table(results, tasks, tuple(csv_list(args.extra)), args.mode))
+    verdicts = [{"task": t, **row} for t in tasks for row in verdict_rows(tasks[t], dirs[t], results[t], args.mode)]
+    if verdicts:
+        print("\nAgainst each task's best reference (★), paired permutation test on the same examples:\n")
+        print(markdown_table(verdicts, list(verdicts[0])))
+    controls = [{"task": t, **row} for t in tasks for row in control_rows(tasks[t], dirs[t], results[t], args.mode)]
+    if controls:
+        print("\nProfile controls (a method that reads the user drops when the history is not theirs):\n")
+        print(markdown_table(controls, list(controls[0])))
+    return 0
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from personalign.eval.rescore import rescore
+
+    for run_dir in rescore(args.run_dir):
+        print(f"rescored {run_dir} (0 LLM calls): {run_dir / 'metrics.json'}, {run_dir / 'results.md'}")
+        if args.print:
+            print((run_dir / "results.md").read_text())
+    return 0
+
+def register(sub: argparse._SubParsersAction) -> None:
+    rp = sub.add_parser("report", help="one table of methods x task metrics from finished eval runs")
+    rp.add_argument("--runs", default="runs", help="the --out folder of earlier `personalign eval` runs")
+    rp.add_argument("--task", required=True, help="comma-separated task names")
+    rp.add_argument("--split", default="user", choices=["user", "time"])
+    rp.add_argument("--part", default="dev", choices=["train", "dev", "test"])
+    rp.add_argument("--extra", default="", help="extra columns per task, e.g. fallback_rate,s/ex")
+    rp.add_argument("--methods", default="", help="only these methods, in this order (default: all)")
+    rp.add_argument("--compare", help="A,B: paired permutation test of two rows on their shared examples")
+    rp.add_argument("--mode", default="lenient", choices=["lenient", "official"],
+                    help="lenient (our parsers) or official (LaMP's eval: outputs only stripped)")
+    rp.set_defaults(func=cmd_report)
+
+    rs = sub.add_parser("rescore", help="re-parse and re-score finished runs from their raw logs (no LLM calls)")
+    rs.add_argument("run_dir", help="an eval --out folder, or one task's run folder")
+    rs.add_argument("--print", action="store_true", help="print each results.md")
+    rs.set_defaults(func=cmd_rescore)
