@@ -99,8 +99,9 @@ class CachedLLM(LLM):
         return {**self.inner.describe(), "cache": str(self.store.path)}
 
     def close(self) -> None:
-        """Close the cache file."""
+        """Close the cache file and the backend behind it."""
         self.store.close()
+        self.inner.close()
 
 
 def _finished(completion: Completion) -> Future:

@@ -62,6 +62,9 @@ class LLM(ABC):
         """
         return {"name": self.name}
 
+    def close(self) -> None:
+        """Release what the backend holds (connections, worker processes); the default holds nothing."""
+
     def describe(self) -> dict:
         """Identity of the backend for run manifests."""
         return {"backend": type(self).__name__, "name": self.name}

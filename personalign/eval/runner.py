@@ -117,12 +117,11 @@ class EvalRunner:
         self.config = config
         self.task = get_task(config.task)
         examples, self.golds = load_split(config.data, self.task, config.split, config.part)
+        paths = [p for p in find_split_files(config.data, self.task.name, config.split, config.part) if p]
         if not examples:
-            raise ConfigError(f"{find_split_files(config.data, self.task.name, config.split, config.part)[0]}: "
-                              "has no questions")
+            raise ConfigError(f"{paths[0]}: has no questions")
         self.pool = examples
         self.examples = sample_examples(examples, config.limit, config.seed)
-        paths = [p for p in find_split_files(config.data, self.task.name, config.split, config.part) if p]
         self.data_sha256 = files_sha256(paths)
         self.llm = llm
         self._train: tuple | None = None
@@ -178,6 +177,14 @@ class EvalRunner:
 def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate every method of ``config``; write predictions, metrics.json, results.md and a manifest."""
     runner = EvalRunner(config, llm)
+    try:
+        return _run(config, runner)
+    finally:
+        if llm is None and runner.llm is not None:  # built here: stop its workers and connections
+            runner.llm.close()
+
+
+def _run(config: EvalConfig, runner: EvalRunner) -> dict[str, dict[str, Any]]:
     manifest = config.run_dir / "manifest.json"
     write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "running"})
     methods = expand_methods(config.methods, runner.task)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from personalign.backends.base import LLM
+from personalign.engine import run_plan
 from personalign.errors import ConfigError
 from personalign.retrievers.base import Retriever, build_query
 from personalign.tasks.filters import Filtered, apply_filter
@@ -95,8 +96,6 @@ class Method(ABC):
 
     def answer(self, example: Example, profile: Sequence[ProfileItem]) -> Answer:
         """Run this method's plan for one example, one request batch after another."""
-        from personalign.engine import run_plan
-
         return run_plan(self.plan(example, profile), self.backends())
 
     def final(self, answer: Answer, mode: str = "lenient") -> Filtered:
