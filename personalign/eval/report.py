@@ -70,9 +70,10 @@ def mode_table(task: TaskSpec, results: dict[str, dict[str, Any]], mode: str) ->
     return markdown_table(rows, ["method", *task.metrics, "n", "fallback_rate", "empty_rate", "prompt_tokens/ex", "s/ex"])
 
 
-def pair(task: TaskSpec, run_dir: Path, a: str, b: str, mode: str = "lenient") -> list[PairedTest]:
+def pair(task: TaskSpec, run_dir: Path, a: str, b: str, mode: str = "lenient",
+         logs: dict[str, Any] | None = None) -> list[PairedTest]:
     """Paired tests of rows ``a`` and ``b`` of a run folder on every metric, on their shared examples."""
-    logs = run_logs(run_dir)
+    logs = run_logs(run_dir) if logs is None else logs
     for label in (a, b):
         if label not in logs:
             raise ConfigError(f"no prediction log for '{label}' in {run_dir}/predictions; have: {', '.join(logs)}")
@@ -97,11 +98,11 @@ def verdict_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any
     best = best_reference(task, results, mode)
     if best is None:
         return []
-    rows = []
+    rows, logs = [], run_logs(run_dir)
     for label in results:
         if is_reference(label) or "#" in label:
             continue
-        test = pair(task, run_dir, label, best, mode)[0]
+        test = pair(task, run_dir, label, best, mode, logs)[0]
         rows.append({"method": label, "metric": test.metric, "method value": test.a, "best reference": best,
                      "reference value": test.b, "diff [95% CI]": test.diff.text(3), "p": round(test.p_value, 4),
                      "n": test.n, "verdict": f"{verdict(test)} {best}"})
@@ -110,14 +111,14 @@ def verdict_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any
 
 def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient"):
     """Each method's drop when given another user's profile or none, with a paired test."""
-    rows = []
+    rows, logs = [], run_logs(run_dir)
     for label in results:
         if "#" not in label:
             continue
         own, control = label.split("#", 1)
         if own not in results:
             continue
-        test = pair(task, run_dir, own, label, mode)[0]
+        test = pair(task, run_dir, own, label, mode, logs)[0]
         rows.append({"method": own, "control": control, "metric": test.metric, "own profile": test.a,
                      "under control": test.b, "own - control [95% CI]": test.diff.text(3),
                      "p": round(test.p_value, 4), "n": test.n,
