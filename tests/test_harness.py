@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fakes import FakeHashLLM
 
@@ -255,9 +256,19 @@ def test_profile_controls_show_that_the_history_decides(tmp_path):
     assert rows["user-majority", "other-user"]["reads the user"] == "yes" and rows["user-majority", "other-user"]["p"] < 0.05
     assert rows["population-majority", "other-user"]["reads the user"] == "no evidence"
     assert rows["population-majority", "other-user"]["p"] == 1.0
+    assert rows["user-majority", "none"]["reads the user"] == "yes"
     # the other user is drawn with the seed: the same run again gives the same rows
     again = config(data, tmp_path / "again", ["user-majority"], task="LaMP_2", profile_controls=["other-user"])
     assert run_eval(again)["user-majority#other-user"]["lenient"]["accuracy"] == other
+
+
+def test_a_history_that_hurts_is_named_so():
+    from personalign.eval.report import reads_the_user
+    from personalign.tasks.statistics import paired_test
+
+    worse_with_history = paired_test("accuracy", np.zeros((40, 1)), np.ones((40, 1)))
+    assert reads_the_user(worse_with_history) == "history hurts"
+    assert reads_the_user(paired_test("accuracy", np.ones((40, 1)), np.zeros((40, 1)))) == "yes"
 
 
 def test_best_reference_and_verdicts(tmp_path):

@@ -109,6 +109,13 @@ def verdict_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any
     return rows
 
 
+def reads_the_user(test: PairedTest) -> str:
+    """``yes`` when the own profile is better at p < 0.05, ``history hurts`` when the control is."""
+    if test.p_value >= 0.05 or test.diff.value == 0:
+        return "no evidence"
+    return "yes" if test.a_better else "history hurts"
+
+
 def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient"):
     """Each method's drop when given another user's profile or none, with a paired test."""
     rows, logs = [], run_logs(run_dir)
@@ -121,8 +128,7 @@ def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any
         test = pair(task, run_dir, own, label, mode, logs)[0]
         rows.append({"method": own, "control": control, "metric": test.metric, "own profile": test.a,
                      "under control": test.b, "own - control [95% CI]": test.diff.text(3),
-                     "p": round(test.p_value, 4), "n": test.n,
-                     "reads the user": "yes" if test.a_better else "no evidence"})
+                     "p": round(test.p_value, 4), "n": test.n, "reads the user": reads_the_user(test)})
     return rows
 
 
