@@ -77,7 +77,7 @@ class PredictionLog:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise ConfigError(f"{self.path} is being written by another process; wait for it, or use another --out")
+            raise ConfigError(f"{self.path} is being written by another process; wait for it, or use another --out") from None
         return handle
 
     def _check_key(self, key: dict[str, Any]) -> None:
