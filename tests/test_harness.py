@@ -365,3 +365,11 @@ def test_rows_on_different_example_sets_are_flagged_not_merged(tmp_path):
     text = (cfg.run_dir / "results.md").read_text()
     assert "different example sets" in text and "(n=5): user-mean" in text
     assert pair(LAMP3, cfg.run_dir, "user-mean", "user-median")[0].n == 5  # paired on the shared examples
+    from personalign.eval.report import cross_task_table
+
+    table = cross_task_table({"LaMP_3": results_all(cfg)}, {"LaMP_3": LAMP3})
+    assert "(n=5 of 10)" in table and "(n=10" not in table
+
+
+def results_all(cfg):
+    return json.loads((cfg.run_dir / "metrics.json").read_text())

@@ -162,6 +162,7 @@ def cross_task_table(results_by_task: dict[str, dict[str, dict[str, Any]]], task
     methods = list(dict.fromkeys(m for results in results_by_task.values() for m in results))
     columns = [f"{t} {m}" for t in results_by_task for m in [*tasks[t].metrics, *extra]]
     best = {t: best_reference(tasks[t], r, mode) for t, r in results_by_task.items()}
+    full = {t: max((v.get("n", 0) for v in r.values()), default=0) for t, r in results_by_task.items()}
     rows = []
     for method in methods:
         row: dict[str, Any] = {"method": method}
@@ -169,6 +170,8 @@ def cross_task_table(results_by_task: dict[str, dict[str, dict[str, Any]]], task
             values = results.get(method, {})
             for metric in tasks[task_name].metrics:
                 cell = with_interval(values.get(mode, {}), metric)
+                if cell and values.get("n") != full[task_name]:  # an unfinished run or another --limit
+                    cell += f" (n={values.get('n')} of {full[task_name]})"
                 row[f"{task_name} {metric}"] = cell + (" ★" if cell and best[task_name] == method else "")
             for metric in extra:
                 row[f"{task_name} {metric}"] = values.get(metric, "")
