@@ -54,7 +54,10 @@ class WorkerPoolLLM(LLM):
         try:
             return self._pool.submit(_call, self.spec, self.options, what, *args)
         except BrokenProcessPool:
-            raise BackendError(f"a worker process of '{self.spec}' died (out of memory?); run again to resume") from None
+            raise self._died() from None
+
+    def _died(self) -> BackendError:
+        return BackendError(f"a worker process of '{self.spec}' died (out of memory?); run again to resume")
 
     def identity(self) -> dict:
         return self._identity
@@ -75,7 +78,7 @@ class WorkerPoolLLM(LLM):
         try:
             return [future.result() for future in self.submit_batch(batch, params)]
         except BrokenProcessPool:
-            raise BackendError(f"a worker process of '{self.spec}' died (out of memory?); run again to resume") from None
+            raise self._died() from None
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)

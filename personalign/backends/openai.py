@@ -60,10 +60,10 @@ class OpenAICompatibleLLM(LLM):
         self.url = f"{self.base_url}/chat/completions"
         key = api_key or _env("PERSONALIGN_LLM_API_KEY", "OPENAI_API_KEY")
         self.max_retries, self.backoff_base = int(max_retries), float(backoff_base)
-        self.max_concurrency = self.parallelism = int(concurrency)
+        self.parallelism = int(concurrency)
         self.asynchronous = True
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+        limits = httpx.Limits(max_connections=self.parallelism, max_keepalive_connections=self.parallelism)
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout),
                                     limits=limits)
         self._pool: ThreadPoolExecutor | None = None
@@ -132,7 +132,7 @@ class OpenAICompatibleLLM(LLM):
     def submit_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Future]:
         """Queue the requests on one long-lived pool of ``concurrency`` threads; return at once."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="personalign-http")
+            self._pool = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="personalign-http")
         return [self._pool.submit(self.chat, messages, params) for messages in batch]
 
     def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:

@@ -93,12 +93,13 @@ def verdict(test: PairedTest) -> str:
     return "beats" if test.a_better else "loses to"
 
 
-def verdict_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient"):
+def verdict_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient",
+                 logs: dict[str, Any] | None = None):
     """Every non-reference row against the best reference, on the first metric, with a paired test."""
     best = best_reference(task, results, mode)
     if best is None:
         return []
-    rows, logs = [], run_logs(run_dir)
+    rows, logs = [], run_logs(run_dir) if logs is None else logs
     for label in results:
         if is_reference(label) or "#" in label:
             continue
@@ -116,9 +117,10 @@ def reads_the_user(test: PairedTest) -> str:
     return "yes" if test.a_better else "history hurts"
 
 
-def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient"):
+def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient",
+                 logs: dict[str, Any] | None = None):
     """Each method's drop when given another user's profile or none, with a paired test."""
-    rows, logs = [], run_logs(run_dir)
+    rows, logs = [], run_logs(run_dir) if logs is None else logs
     for label in results:
         if "#" not in label:
             continue
@@ -132,7 +134,8 @@ def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any
     return rows
 
 
-def results_markdown(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]]) -> str:
+def results_markdown(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]],
+                     logs: dict[str, Any] | None = None) -> str:
     """``results.md`` of one run folder: both scoring modes, verdicts and controls."""
     parts = [f"## {task.name} ({run_dir.name})\n",
              "Values: metric [95% bootstrap interval over examples]. ★ marks the best non-LLM reference.\n",
@@ -146,11 +149,12 @@ def results_markdown(task: TaskSpec, run_dir: Path, results: dict[str, dict[str,
         parts.append("\n**These rows ran on different example sets** (another --limit or --seed, or an unfinished "
                      "run); paired tests use the examples two rows share:\n")
         parts += [f"- examples {key}: {', '.join(labels)}" for key, labels in sets.items()]
-    verdicts = verdict_rows(task, run_dir, results)
+    logs = run_logs(run_dir) if logs is None else logs
+    verdicts = verdict_rows(task, run_dir, results, logs=logs)
     if verdicts:
         parts += ["\n### Against the best reference (paired permutation test, lenient)\n",
                   markdown_table(verdicts, list(verdicts[0]))]
-    controls = control_rows(task, run_dir, results)
+    controls = control_rows(task, run_dir, results, logs=logs)
     if controls:
         parts += ["\n### Profile controls\n", markdown_table(controls, list(controls[0]))]
     return "\n".join(parts) + "\n"

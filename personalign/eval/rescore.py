@@ -49,7 +49,8 @@ def score_run(run_dir: Path, task: TaskSpec | None = None, only: list[str] | Non
     from personalign.eval.report import results_markdown
 
     results: dict[str, dict[str, Any]] = {}
-    for label, (key, rows) in run_logs(run_dir).items():
+    logs = run_logs(run_dir)
+    for label, (key, rows) in logs.items():
         log_task = task or get_task(key["task"])
         if key.get("task") != log_task.name:
             raise ConfigError(f"{run_dir}/predictions/{label}.jsonl belongs to task {key.get('task')}, not {log_task.name}")
@@ -63,7 +64,7 @@ def score_run(run_dir: Path, task: TaskSpec | None = None, only: list[str] | Non
         json.dump(results, handle, indent=2)
     if task is not None:
         with atomic_writer(run_dir / "results.md") as handle:
-            handle.write(results_markdown(task, run_dir, results))
+            handle.write(results_markdown(task, run_dir, results, logs))
     return {k: v for k, v in results.items() if only is None or k in only}
 
 

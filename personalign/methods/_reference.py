@@ -71,3 +71,9 @@ def user_rating_stat(profile: Sequence[ProfileItem], task: TaskSpec, how: str) -
     if not values:
         return ""
     return number_text(statistics.fmean(values) if how == "mean" else statistics.median(values))
+
+
+def nearest_output(method: Method, example: Example, profile: Sequence[ProfileItem], trace: Trace) -> str:
+    """The user's answer in the history item the retriever ranks first for the query ("" without history)."""
+    items = method.retrieve(example, profile, trace, k=1) if profile else []
+    return method.task.item_output(items[0]) or "" if items else ""

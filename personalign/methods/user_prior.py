@@ -1,6 +1,6 @@
 """User prior: the user's majority label, mean rating, or nearest history output, by task kind."""
 
-from personalign.methods._reference import Reference, majority, user_labels, user_rating_stat
+from personalign.methods._reference import Reference, majority, nearest_output, user_labels, user_rating_stat
 
 
 class UserPrior(Reference):
@@ -10,8 +10,7 @@ class UserPrior(Reference):
             return majority(user_labels(self.task, profile))
         if self.task.kind == "rating":
             return user_rating_stat(profile, self.task, "mean")
-        items = self.retrieve(example, profile, trace, k=1) if profile else []
-        return self.task.item_output(items[0]) or "" if items else ""
+        return nearest_output(self, example, profile, trace)
 
 
 PLUGIN = UserPrior

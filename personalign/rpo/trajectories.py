@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from personalign.backends.base import LLM
-from personalign.engine import Engine, answer_requests, run_plan
+from personalign.engine import Engine, run_plan
 from personalign.eval.predictions import PredictionLog
 from personalign.retrievers.base import Retriever, build_query
 from personalign.rpo.config import TrajectoryConfig
@@ -49,11 +49,6 @@ class Trajectory:
 def base_request(task: TaskSpec, example: Example) -> Request:
     """The black-box base model's request: the plain task prompt (its parsed answer is A_base)."""
     return Request([{"role": "user", "content": example.input}], GenParams(max_tokens=task.max_new_tokens), "base")
-
-
-def base_answer(llm: LLM, task: TaskSpec, example: Example) -> str:
-    """A_base for one example (the engine batches ``base_request`` for many)."""
-    return finish(task, answer_requests([base_request(task, example)], {"base": llm})[0].text)
 
 
 def ranked_items(retriever: Retriever, task: TaskSpec, example: Example, answer: str, k: int) -> list[dict]:
