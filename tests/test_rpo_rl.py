@@ -10,11 +10,15 @@ import pytest
 import torch
 
 from personalign.errors import ConfigError
-from personalign.rpo.advantages import group_baseline, reinforce_pp_baseline, token_returns, whiten
-from personalign.rpo.config import RLConfig, RPOConfig
+from personalign.rpo.config import ReflectionRLConfig as RLConfig
+from personalign.rpo.config import RPOConfig
 from personalign.rpo.curriculum import schedule, shots_for_epoch
-from personalign.rpo.rewards import task_reward
-from personalign.rpo.rl import RLPrompt, completion_mask, epoch_order, policy_loss, train_rl
+from personalign.rpo.rewards import format_penalty, task_reward
+from personalign.rpo.rl import ReflectionRLTrainer, RLPrompt, train_rl
+from personalign.training.advantages import (group_baseline, informative_groups, reinforce_pp_baseline, token_returns,
+                                             whiten)
+from personalign.training.checkpoint import check_resume
+from personalign.training.rl import completion_mask, epoch_order, policy_loss
 from personalign.tasks import get_task
 from personalign.tasks.metrics import rouge_scores
 
@@ -135,10 +139,11 @@ def test_epoch_order_is_seeded_and_cut_to_prompts_per_epoch():
     assert sorted(epoch_order(4, 1, RLConfig(prompts_per_epoch=None))) == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("rl", [RLConfig(kl_mode="k3"), RLConfig(samples_per_prompt=1), RLConfig(k_min=5, k_max=3)])
+@pytest.mark.parametrize("rl", [RLConfig(kl_mode="k3"), RLConfig(samples_per_prompt=1), RLConfig(k_min=5, k_max=3),
+                                RLConfig(micro_batch=0), RLConfig(format_penalty=-0.5, epochs=1)])
 def test_train_rl_rejects_bad_config_before_loading_a_model(rl, tmp_path):
     with pytest.raises(ConfigError):
-        train_rl(RPOConfig(task="LaMP_2", rl=rl), [RLPrompt("x", "y", [], "comedy")], "/nonexistent", tmp_path)
+        train_rl(RPOConfig(task="LaMP_3", rl=rl), [RLPrompt("x", "y", [], "3")], "/nonexistent", tmp_path)
 
 
 # ---------------------------------------------------------------- rewards
@@ -148,11 +153,55 @@ def test_rewards():
     assert task_reward(tags, "<think>likes jokes</think><personalized>comedy</personalized>", "comedy") == 1.0
     assert task_reward(tags, "<think>x</think><personalized>action</personalized>", "comedy") == 0.0
     assert task_reward(tags, "comedy", "comedy") == -1.0  # malformed: no tags
-    assert task_reward(tags, "<think>x</think><personalized> </personalized>", "comedy", format_penalty=-0.5) == -0.5
+    assert task_reward(tags, "<think>x</think><personalized> </personalized>", "comedy", penalty=-0.5) == -0.5
     assert task_reward(rating, "<think>harsh</think><personalized>4</personalized>", "2") == -2.0
+    assert task_reward(rating, "4", "2") == -5.0  # malformed: below the worst valid answer (-4)
     title = "Deep learning for graphs"
     got = task_reward(text, f"<think>short</think><personalized>{title}</personalized>", "Graph deep learning methods")
     assert got == pytest.approx(rouge_scores(title, "Graph deep learning methods")["rouge-1"]) and 0 < got < 1
+
+
+def test_format_penalty_is_at_or_below_each_tasks_worst_valid_reward():
+    """A malformed output (which falls back to A_base) must never outscore a well-formed bad answer."""
+    for name in ("LaMP_2", "LaMP_3", "LaMP_5", "LaMP_6", "LaMP_7"):
+        task = get_task(name)
+        worst_valid = task_reward(task, "<think>x</think><personalized>1</personalized>", "5") if name == "LaMP_3" \
+            else task_reward(task, "<think>x</think><personalized>zzz</personalized>", "the gold words" if name != "LaMP_2"
+                             else "comedy")
+        assert task_reward(task, "no tags at all", "5" if name == "LaMP_3" else "comedy") < worst_valid
+        assert format_penalty(task) <= worst_valid
+    assert format_penalty(get_task("LaMP_3")) == -5.0 and format_penalty(get_task("LaMP_3"), -4.0) == -4.0
+    with pytest.raises(ConfigError, match="worst valid reward -4"):
+        format_penalty(get_task("LaMP_3"), -1.0)  # the old default: reward hacking on ratings
+
+
+# ---------------------------------------------------------------- tied groups and resume
+
+def test_groups_whose_rewards_tie_get_no_advantage_and_do_not_scale_the_others():
+    rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])  # group 1 ties, group 2 varies
+    keep = informative_groups(rewards, 4)
+    assert keep.tolist() == [False] * 4 + [True] * 4
+    mask = torch.ones(8, 3)
+    kl = torch.rand(8, 3)  # nonzero KL shaping everywhere
+    train_mask = mask * keep.float().unsqueeze(1)
+    advantages = reinforce_pp_baseline(rewards, kl, train_mask, 4, beta=0.1)
+    assert torch.all(advantages[:4] == 0)  # the tied group contributes no policy gradient
+    alone = reinforce_pp_baseline(rewards[4:], kl[4:], mask[4:], 4, beta=0.1)
+    assert torch.allclose(advantages[4:], alone, atol=1e-6)  # and whitening ignores it
+    assert informative_groups(torch.zeros(4), 2).sum() == 0
+
+
+def test_resume_is_refused_when_the_fingerprint_changed(tmp_path):
+    saved = {"config": {"epochs": 5, "fixed_k": None}, "init_model": "abc", "prompts_sha256": "p"}
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "fingerprint.json").write_text(json.dumps(saved))
+    check_resume(tmp_path / "checkpoint", saved)  # the same run resumes
+    changed = {"config": {"epochs": 6, "fixed_k": 4}, "init_model": "def", "prompts_sha256": "p"}
+    with pytest.raises(ConfigError) as err:
+        check_resume(tmp_path / "checkpoint", changed)
+    message = str(err.value)
+    assert "config.epochs 5 → 6" in message and "config.fixed_k null → 4" in message
+    assert 'init_model "abc" → "def"' in message and "delete" in message and "\n" not in message
 
 
 # ---------------------------------------------------------------- a tiny real run (bundled SmolLM2)
@@ -180,26 +229,43 @@ def _log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "rl_log.jsonl").read_text().splitlines()]
 
 
+class _Interrupt(Exception):
+    pass
+
+
 @pytest.mark.model
-def test_tiny_rl_run_then_resume_continues(tmp_path):
+def test_tiny_rl_run_resumes_after_an_interruption_and_refuses_a_changed_config(tmp_path):
     from personalign.rpo.model_io import load_trainable
 
     out = tmp_path / "rl"
-    first = train_rl(_tiny_config(epochs=1), PROMPTS, "bundled", out, item_max_words=8)
+    trainer = ReflectionRLTrainer(_tiny_config(epochs=2), PROMPTS, "bundled", out, item_max_words=8)
+    reward, calls = trainer.reward, []
+
+    def interrupted(texts, rows):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise _Interrupt  # killed during step 2, after step 1's checkpoint
+        return reward(texts, rows)
+
+    trainer.reward = interrupted
+    with pytest.raises(_Interrupt):
+        trainer.train()
     rows = _log(out)
-    assert [r["step"] for r in rows] == [1] and rows[0]["k"] == 2 and rows[0]["epoch"] == 1
-    assert math.isfinite(rows[0]["reward_mean"]) and math.isfinite(rows[0]["kl_mean"]) and math.isfinite(rows[0]["loss"])
-    assert 0 < rows[0]["tokens_generated"] <= 8 * 12 and first["steps"] == 1
-    model, tokenizer = load_trainable(out / "model")
-    assert model.config.model_type == "llama" and tokenizer.padding_side == "left"
-    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
-    assert (state["step"], state["epoch"], state["position"]) == (1, 2, 0)
+    assert [r["step"] for r in rows] == [1] and rows[0]["k"] == 2 and calls == [8, 8]
+    assert rows[0]["first_ratio_error"] < 1e-4  # old and new log-probs come from one mode: the first ratio is 1
+    assert 0.0 <= rows[0]["zero_variance_share"] <= 1.0 and math.isfinite(rows[0]["kl_mean"])
+    assert 0 < rows[0]["tokens_generated"] <= 8 * 12
 
     second = train_rl(_tiny_config(epochs=2), PROMPTS, "bundled", out, item_max_words=8)
     rows = _log(out)
-    assert [r["step"] for r in rows] == [1, 2]  # continued, not restarted
-    assert (rows[1]["epoch"], rows[1]["k"]) == (2, 3) and math.isfinite(rows[1]["kl_mean"])
+    assert [r["step"] for r in rows] == [1, 2] and (rows[1]["epoch"], rows[1]["k"]) == (2, 3)  # continued
     assert second["resumed_from_step"] == 1 and second["steps_this_run"] == 1 and second["steps"] == 2
+    model, tokenizer = load_trainable(out / "model")
+    assert model.config.model_type == "llama" and tokenizer.padding_side == "left"
+
+    with pytest.raises(ConfigError, match="config.epochs 2 → 3"):
+        train_rl(_tiny_config(epochs=3), PROMPTS, "bundled", out, item_max_words=8)
+    assert [r["step"] for r in _log(out)] == [1, 2]  # the refused run lost nothing
 
 
 # ---------------------------------------------------------------- plots

@@ -73,9 +73,9 @@ def test_train_sft_rejects_bad_config_before_loading_a_model(sft, tmp_path):
 @pytest.mark.model
 def test_tiny_sft_run_on_the_bundled_model(tmp_path):
     from personalign.rpo.model_io import load_trainable
-    from personalign.rpo.sft import build_sft_trainer, train_sft
+    from personalign.rpo.sft import ReflectionSFTTrainer, train_sft
 
-    trainer = build_sft_trainer(_config(), _trajectories(), tmp_path / "inspect")
+    trainer = ReflectionSFTTrainer(_config(), _trajectories(), tmp_path / "inspect").trainer
     tokenizer = trainer.processing_class
     for row in trainer.train_dataset:
         prompt = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100])

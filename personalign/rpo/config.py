@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from personalign.errors import ConfigError
+from personalign.training.rl import RLConfig
 
 
 @dataclass
@@ -45,31 +46,20 @@ class SFTConfig:
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
+    report_to: list[str] = field(default_factory=list)  # transformers trackers: "tensorboard", "wandb", ...
     seed: int = 0
 
 
 @dataclass
-class RLConfig:
-    samples_per_prompt: int = 16
-    temperature: float = 1.0
-    top_p: float = 0.9
+class ReflectionRLConfig(RLConfig):
+    """The generic RL trainer's settings plus RPO's curriculum and format penalty."""
+
     max_new_tokens: int = 96
-    beta: float = 0.01                     # KL coefficient to the frozen SFT policy
-    kl_mode: str = "reward"                # "reward" (per-token -beta*KL, k1) or "loss" (k2 KL loss)
-    clip_eps: float = 0.2
-    learning_rate: float = 5e-7
-    prompts_per_step: int = 2
-    updates_per_batch: int = 1
-    epochs: int = 5                        # curriculum epochs
-    prompts_per_epoch: int | None = 16
-    k_min: int = 2
-    k_max: int = 6
+    k_min: int = 2                         # profile shots at epoch 1 ...
+    k_max: int = 6                         # ... rising by one every epochs_per_step epochs up to k_max
     epochs_per_step: int = 1               # E_step
     fixed_k: int | None = None             # fixed-shot ablation (k=2, 4, 6)
-    format_penalty: float = -1.0
-    max_prompt_tokens: int = 1024
-    save_every: int = 10
-    seed: int = 0
+    format_penalty: float | None = None    # None: the task's worst valid reward - 1; refused above it
 
 
 @dataclass
@@ -80,7 +70,7 @@ class RPOConfig:
     out: str = "runs/rpo"
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
-    rl: RLConfig = field(default_factory=RLConfig)
+    rl: ReflectionRLConfig = field(default_factory=ReflectionRLConfig)
     reuse: str | None = None               # read earlier stages (trajectories, sft) from this run folder instead of `out`
     skip_sft: bool = False                 # ablation: RPO without SFT (RL from the untrained model)
     skip_rl: bool = False                  # ablation: RPO without RL

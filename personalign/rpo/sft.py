@@ -68,7 +68,7 @@ def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
         bf16=cuda and torch.cuda.is_bf16_supported(),
         fp16=False,
         logging_steps=1,
-        report_to=[],
+        report_to=list(sft.report_to),
         save_strategy="steps",
         save_steps=max(1, round(total_steps * _SAVE_FRACTION)),
         save_total_limit=1,
@@ -76,61 +76,68 @@ def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
     )
 
 
-def build_sft_trainer(config: RPOConfig, trajectories: list[dict], out_dir: Path) -> Any:
-    """The configured TRL ``SFTTrainer`` (exposed for tests that inspect the tokenized training data)."""
-    from datasets import Dataset
-    from trl import SFTTrainer
+class ReflectionSFTTrainer:
+    """RPO's SFT stage: TRL's ``SFTTrainer`` on prompt-completion trajectories, resumable, with a JSONL log."""
 
-    sft = config.sft
-    if not trajectories:
-        raise ConfigError("SFT needs at least one trajectory")
-    if not 0.0 <= sft.warmup_ratio < 1.0:
-        raise ConfigError(f"sft.warmup_ratio must be in [0, 1), got {sft.warmup_ratio}")
-    if sft.batch_size < 1 or sft.gradient_accumulation_steps < 1 or sft.epochs <= 0:
-        raise ConfigError("sft.batch_size, sft.gradient_accumulation_steps and sft.epochs must be positive")
-    model, tokenizer = load_trainable(sft.model)
-    peft_config = None
-    if sft.lora:
-        from peft import LoraConfig
+    def __init__(self, config: RPOConfig, trajectories: list[dict], out_dir: str | Path):
+        sft = config.sft
+        if not trajectories:
+            raise ConfigError("SFT needs at least one trajectory")
+        if not 0.0 <= sft.warmup_ratio < 1.0:
+            raise ConfigError(f"sft.warmup_ratio must be in [0, 1), got {sft.warmup_ratio}")
+        if sft.batch_size < 1 or sft.gradient_accumulation_steps < 1 or sft.epochs <= 0:
+            raise ConfigError("sft.batch_size, sft.gradient_accumulation_steps and sft.epochs must be positive")
+        self.config, self.trajectories, self.out_dir = config, trajectories, Path(out_dir)
+        self._trainer: Any = None
 
-        peft_config = LoraConfig(r=sft.lora_r, lora_alpha=sft.lora_alpha, lora_dropout=0.05,
-                                 target_modules="all-linear", task_type="CAUSAL_LM")
-    dataset = Dataset.from_list(sft_records(trajectories, tokenizer, sft.max_length))
-    args = _sft_args(config, Path(out_dir) / "checkpoints", len(dataset))
-    return SFTTrainer(model=model, args=args, train_dataset=dataset,
-                      processing_class=tokenizer, peft_config=peft_config)
+    @property
+    def trainer(self) -> Any:
+        """The configured TRL ``SFTTrainer`` (built on first use; tests inspect its tokenized data)."""
+        if self._trainer is None:
+            from datasets import Dataset
+            from trl import SFTTrainer
+
+            sft = self.config.sft
+            model, tokenizer = load_trainable(sft.model)
+            peft_config = None
+            if sft.lora:
+                from peft import LoraConfig
+
+                peft_config = LoraConfig(r=sft.lora_r, lora_alpha=sft.lora_alpha, lora_dropout=0.05,
+                                         target_modules="all-linear", task_type="CAUSAL_LM")
+            dataset = Dataset.from_list(sft_records(self.trajectories, tokenizer, sft.max_length))
+            args = _sft_args(self.config, self.out_dir / "checkpoints", len(dataset))
+            self._trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
+                                       processing_class=tokenizer, peft_config=peft_config)
+        return self._trainer
+
+    def train(self, resume: bool = True) -> dict[str, Any]:
+        """Fine-tune; the model goes to ``out_dir/model``, the loss curve to ``sft_log.jsonl``; a summary is returned."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        trainer = self.trainer
+        checkpoints = Path(trainer.args.output_dir)
+        last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=last)
+        seconds = time.perf_counter() - start
+        save_model(trainer.model, trainer.processing_class, self.out_dir / "model")
+        history = [entry for entry in trainer.state.log_history if "loss" in entry]
+        with (self.out_dir / "sft_log.jsonl").open("w") as log:
+            for entry in history:
+                row = {"step": entry.get("step"), "epoch": entry.get("epoch"), "loss": entry.get("loss"),
+                       "lr": entry.get("learning_rate"), "grad_norm": entry.get("grad_norm"),
+                       "num_tokens": entry.get("num_tokens"), "token_accuracy": entry.get("mean_token_accuracy")}
+                log.write(json.dumps(row) + "\n")
+        tokens = int(getattr(trainer, "_total_train_tokens", 0))  # tokens seen in this call (prompt + completion)
+        return {"steps": int(trainer.state.global_step), "examples": len(self.trajectories),
+                "final_loss": history[-1]["loss"] if history else None, "train_loss": result.training_loss,
+                "seconds": round(seconds, 2), "tokens": tokens,
+                "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+                "resumed_from": last, "model": str(self.out_dir / "model")}
 
 
 def train_sft(config: RPOConfig, trajectories: list[dict], out_dir: Path, resume: bool = True) -> dict:
-    """Fine-tune ``config.sft.model`` on ``trajectories``; the model goes to ``out_dir/model``, a summary is returned."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = build_sft_trainer(config, trajectories, out_dir)
-    checkpoints = Path(trainer.args.output_dir)
-    last = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
-    seconds = time.perf_counter() - start
-    save_model(trainer.model, trainer.processing_class, out_dir / "model")
-
-    history = [entry for entry in trainer.state.log_history if "loss" in entry]
-    with (out_dir / "sft_log.jsonl").open("w") as log:
-        for entry in history:
-            row = {"step": entry.get("step"), "epoch": entry.get("epoch"), "loss": entry.get("loss"),
-                   "lr": entry.get("learning_rate"), "grad_norm": entry.get("grad_norm"),
-                   "num_tokens": entry.get("num_tokens"), "token_accuracy": entry.get("mean_token_accuracy")}
-            log.write(json.dumps(row) + "\n")
-    tokens = int(getattr(trainer, "_total_train_tokens", 0))  # tokens seen in this call (prompt + completion)
-    return {
-        "steps": int(trainer.state.global_step),
-        "examples": len(trajectories),
-        "final_loss": history[-1]["loss"] if history else None,
-        "train_loss": result.training_loss,
-        "seconds": round(seconds, 2),
-        "tokens": tokens,
-        "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
-        "resumed_from": last,
-        "model": str(out_dir / "model"),
-    }
+    """Fine-tune ``config.sft.model`` on ``trajectories`` (see :class:`ReflectionSFTTrainer`)."""
+    return ReflectionSFTTrainer(config, trajectories, out_dir).train(resume)

@@ -99,4 +99,12 @@ def example_score(task: TaskSpec, pred: str, gold: str) -> float:
     return rouge_scores(pred, gold)["rouge-1"]
 
 
+def worst_score(task: TaskSpec) -> float:
+    """The lowest ``example_score`` a well-formed answer can get: 0, or minus the rating scale's width."""
+    if task.kind == "rating":
+        low, high = task.rating_range
+        return -(high - low)
+    return 0.0
+
+
 LOWER_IS_BETTER = frozenset({"mae", "rmse"})

@@ -4,6 +4,10 @@
 2. Per-token rewards: -beta * KL_t at every completion token, plus r~ on the last token.
 3. Returns with gamma = 1: A_t = sum over t' >= t of r_t'.
 4. Whiten A over every completion token of the batch (masked mean and std).
+
+Groups whose rewards all tie carry no preference between their samples. Their centred reward is 0, so
+what is left is the -beta * KL shaping, which whitening would blow up to unit size. ``informative_groups``
+finds them, and the trainer drops their tokens from whitening and from the loss.
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ def group_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Rewards minus their group mean; ``rewards`` is flat, grouped in consecutive runs of ``group_size``."""
     grouped = rewards.view(-1, group_size)
     return (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
+
+
+def informative_groups(rewards: torch.Tensor, group_size: int, eps: float = 1e-12) -> torch.Tensor:
+    """A bool per sample: does its group's reward vary? (flat, like ``rewards``)."""
+    grouped = rewards.view(-1, group_size)
+    varies = (grouped.max(dim=1).values - grouped.min(dim=1).values) > eps
+    return varies.repeat_interleave(group_size)
 
 
 def token_returns(centered: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
