@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Train RPO's reflection model for each task in turn (trajectories, SFT, RL, then f16 GGUF exports),
+# logging each task to <out>/<task>/train.log. Two of these side by side use the 2 cores:
+#   tools/rpo_cpu.sh configs/rpo/cpu.yaml LaMP_3 LaMP_5 &  tools/rpo_cpu.sh configs/rpo/cpu.yaml LaMP_2 LaMP_6 LaMP_7
+set -euo pipefail
+config=$1; shift
+personalign=${PERSONALIGN:-personalign}   # e.g. ".venv/bin/personalign"
+out=$(${PYTHON:-python} -c "import sys; from personalign.rpo.config import load_config; print(load_config(sys.argv[1]).out)" "$config")
+for task in "$@"; do
+  mkdir -p "$out/$task"
+  {
+    for stage in trajectories sft rl; do
+      start=$(date +%s)
+      $personalign train rpo "$stage" --task "$task" --config "$config"
+      echo "[rpo_cpu] $task $stage $(( $(date +%s) - start )) s"
+    done
+    for stage in sft rl; do $personalign export "$out/$task/$stage/model"; done
+  } >> "$out/$task/train.log" 2>&1
+  echo "[rpo_cpu] $task done"
+done
