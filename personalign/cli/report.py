@@ -54,7 +54,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     if controls:
         print("\nProfile controls (a method that reads the user drops when the history is not theirs):\n")
         print(markdown_table(controls, list(controls[0])))
+    if args.diagnostics:
+        _print_diagnostics(args, tasks, dirs, results)
     return 0
+
+
+def _print_diagnostics(args: argparse.Namespace, tasks: dict, dirs: dict, results: dict) -> None:
+    """Per-method output diagnostics (ratings and labels tasks), from the logs and the run's data."""
+    import json
+
+    from personalign.eval.diagnostics import diagnostics_rows
+    from personalign.eval.report import markdown_table
+    from personalign.eval.rescore import run_logs
+
+    for task_name, task in tasks.items():
+        manifest = dirs[task_name] / "manifest.json"
+        data = args.data or (json.loads(manifest.read_text())["config"]["data"] if manifest.is_file() else None)
+        if data is None:
+            raise ConfigError(f"{manifest} is missing: give --data for the diagnostics")
+        logs = {label: rows for label, (_, rows) in run_logs(dirs[task_name]).items() if label in results[task_name]}
+        rows = diagnostics_rows(task, data, args.split, args.part, logs)
+        if rows:
+            print(f"\nDiagnostics, {task_name}: does the method read the user or answer a prior?\n")
+            print(markdown_table(rows, list(rows[0])))
 
 def cmd_rescore(args: argparse.Namespace) -> int:
     from personalign.eval.rescore import rescore
@@ -76,6 +98,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--compare", help="A,B: paired permutation test of two rows on their shared examples")
     rp.add_argument("--mode", default="lenient", choices=["lenient", "official"],
                     help="lenient (our parsers) or official (LaMP's eval: outputs only stripped)")
+    rp.add_argument("--diagnostics", action="store_true",
+                    help="ratings: predicted-rating counts and MAE per user leniency; labels: how often a method "
+                         "leaves the user's majority label, and is then right")
+    rp.add_argument("--data", help="the data folder, for --diagnostics (default: the run's manifest)")
     rp.set_defaults(func=cmd_report)
 
     rs = sub.add_parser("rescore", help="re-parse and re-score finished runs from their raw logs (no LLM calls)")
