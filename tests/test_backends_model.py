@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from personalign.backends import default_gguf_path
 from personalign.backends.base import LLM
 from personalign.errors import BackendError
 from personalign.types import GenParams
@@ -93,46 +85,6 @@ def test_transformers_loads_bundled_gguf_and_generates_a_batch():
     stop = outs[0].text.split()[1]
     stopped = llm.chat(QUESTION, GenParams(max_tokens=12, stop=(stop,)))
     assert stopped.text == outs[0].text[: outs[0].text.index(stop)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    needed = ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-    missing = [m for m in needed if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"llama.cpp server extras not installed ({', '.join(missing)}): "
-                    "pip install 'llama-cpp-python[server]'")
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", default_gguf_path(), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with code {proc.returncode}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start within 180 s")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_openai_backend_against_real_llama_cpp_server(llama_server):

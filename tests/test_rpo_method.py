@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from fakes import FakeHashLLM
 
 from personalign.methods import build_method
@@ -160,3 +162,24 @@ def test_reflected_answer_parses_or_falls_back():
 
     assert reflected_answer(LAMP3, "<think>lenient</think><personalized>Score: 4</personalized>", "3") == ("4", "lenient", False)
     assert reflected_answer(LAMP3, "<think>lenient</think><personalized>4", "3") == ("3", "", True)
+
+
+@pytest.mark.model
+def test_llm_teacher_path_against_a_real_openai_compatible_server(llama_server, tmp_path):
+    """The paper's setting: base answers and teacher trajectories from an HTTP endpoint (here llama.cpp's server)."""
+    from personalign.backends.openai import OpenAICompatibleLLM
+
+    examples = [Example(id=f"q{i}", input=LAMP3.format_input(f"great strings, review {i}"), profile=PROFILE)
+                for i in range(2)]
+    golds = {e.id: "4" for e in examples}
+    base = OpenAICompatibleLLM("smollm2", base_url=llama_server, api_key="unused", timeout=120.0)
+    teacher = OpenAICompatibleLLM("smollm2", base_url=llama_server, api_key="unused", timeout=120.0)
+    config = TrajectoryConfig(teacher_samples=2, teacher_max_tokens=48, template_fallback=False)
+    stats = generate_trajectories(LAMP3, examples, golds, base, teacher, get_retriever("bm25"), config, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    assert stats["llm_teacher_tried"] == 2 and stats["accepted_template_teacher"] == 0
+    assert all(1 <= len(r["teacher_outputs"]) <= 2 and (r["teacher"] == "llm" or len(r["teacher_outputs"]) == 2)
+               for r in rows)  # a rejected example used both tries
+    assert all(isinstance(o, str) and o.strip() for r in rows for o in r["teacher_outputs"])  # real completions
+    assert stats["llm_teacher_acceptance_rate"] == stats["accepted_llm_teacher"] / 2
+    assert all(r["base_answer"].strip() for r in rows)
