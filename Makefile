@@ -7,7 +7,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean
+DEMO_RPO := runs/demo-rpo
+DEMO_REFLECTION := $(DEMO_RPO)/LaMP_3/rl/model.f16.gguf
+
+.PHONY: setup demo demo-rpo test bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +32,25 @@ demo: setup
 	$(VENV)/bin/personalign eval --data $(EXAMPLES) --task LaMP_2,LaMP_3,LaMP_7 --out runs/demo \
 		--methods references,zero-shot,icl,rag,pag --profile-control own,other-user --workers 2
 	$(VENV)/bin/personalign rescore runs/demo
+	$(MAKE) --no-print-directory demo-rpo
+
+# RPO's reflection model, trained once on the shipped example reviewers (make keeps the file: cached).
+$(DEMO_REFLECTION): $(STAMP) configs/rpo/demo.yaml $(EXAMPLES)/records/LaMP_3.jsonl
+	$(VENV)/bin/personalign data build --input $(EXAMPLES)/records/LaMP_3.jsonl --task LaMP_3 \
+		--out $(DEMO_RPO)/data --dev-frac 0 --test-frac 0 --questions-per-user 13
+	for stage in trajectories sft rl; do \
+		$(VENV)/bin/personalign train rpo $$stage --task LaMP_3 --config configs/rpo/demo.yaml > $(DEMO_RPO)/$$stage.log 2>&1 \
+		|| { tail -5 $(DEMO_RPO)/$$stage.log; exit 1; }; echo "RPO demo: $$stage done"; done
+	$(VENV)/bin/personalign export $(DEMO_RPO)/LaMP_3/rl/model > $(DEMO_RPO)/export.log 2>&1
+
+demo-rpo: $(DEMO_REFLECTION)
+	@echo "== RPO: the base model answers, then the reflection model rewrites the answer for each user =="
+	@echo "   (a model trained for a few minutes on 3 example reviewers: a demonstration, not a result;"
+	@echo "    the real recipe is configs/rpo/cpu.yaml on RealLaMP, see docs/rpo.md and docs/results.md)"
+	@for user in harsh_hank happy_hannah; do echo "--- $$user ---"; \
+		$(VENV)/bin/personalign personalize --history $(EXAMPLES)/histories/$$user.json --task LaMP_3 --method rpo \
+		--reflection $(DEMO_REFLECTION) --brief "The capo works, but the spring is stiff and the pad wore out." \
+		|| exit 1; done
 
 test: setup
 	$(PY) -m pytest -q -ra

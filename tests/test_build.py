@@ -113,6 +113,21 @@ def test_profile_limits_and_ties(tmp_path):
     assert counts["time"] == {"test": 1, "dev": 1, "train": 1}
 
 
+def test_questions_per_user_gives_train_users_several_questions_with_strictly_earlier_profiles(tmp_path):
+    records = [{"user_id": u, "input": f"{u}{k}", "output": "3", "timestamp": f"2020-01-0{k + 1}"}
+               for u in ("a", "b") for k in range(4)]
+    source = write_jsonl(tmp_path / "r.jsonl", records)
+    counts = build_benchmark(source, LAMP3, tmp_path / "out", dev_frac=0, test_frac=0, questions_per_user=3)
+    examples, golds = load_split(tmp_path / "out", LAMP3, "user", "train")
+    assert counts["user"]["train"] == 6 and len(golds) == 6
+    for example in examples:
+        own = int(example.input[-1])
+        assert [item["text"] for item in example.profile] == [f"{example.user_id}{k}" for k in range(own)]
+    assert sorted(int(e.input[-1]) for e in examples if e.user_id == "a") == [1, 2, 3]  # the first has no history
+    with pytest.raises(ConfigError):
+        build_benchmark(source, LAMP3, tmp_path / "bad", questions_per_user=0)
+
+
 def test_lamp7_profile_text_comes_from_output_and_undated_keep_file_order(tmp_path):
     records = [{"user_id": 9, "input": f"paraphrase {k}", "output": f"tweet {k}"} for k in range(3)]
     source = write_jsonl(tmp_path / "tweets.jsonl", records)

@@ -18,7 +18,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         from personalign.data.build import build_benchmark
 
         stats = build_benchmark(args.input, get_task(args.task), args.out, seed=args.seed,
-                                dev_frac=args.dev_frac, test_frac=args.test_frac)
+                                dev_frac=args.dev_frac, test_frac=args.test_frac,
+                                questions_per_user=args.questions_per_user)
         print(json.dumps(stats, indent=2))
     elif args.data_command == "validate":
         from personalign.data.lamp_io import validate_files
@@ -41,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     bd.add_argument("--seed", type=int, default=0)
     bd.add_argument("--dev-frac", type=float, default=0.1)
     bd.add_argument("--test-frac", type=float, default=0.2)
+    bd.add_argument("--questions-per-user", type=int, default=1,
+                    help="user split: each train user's latest N records are questions (default 1)")
     va = dsub.add_parser("validate", help="check LaMP question/output files")
     va.add_argument("files", nargs="+")
     va.add_argument("--task")

@@ -45,6 +45,16 @@ def cmd_personalize(args: argparse.Namespace) -> int:
         print(json.dumps({"task": task.name, "answer": final.prediction, "fallback": final.fallback, "raw": answer.raw,
                           "trace": trace.to_dict()}, indent=2, ensure_ascii=False))
         return 0
+    if args.brief:
+        from personalign.tasks.filters import parse_reflection
+
+        reflection = parse_reflection(answer.raw)
+        if "base_answer" in trace.extra:
+            print(f"A_base:    {trace.extra['base_answer']}")
+        if reflection:
+            print(f"thinking:  {reflection[0]}")
+        print(f"answer:    {final.prediction}" + ("   (malformed reflection: fell back to A_base)" if final.fallback else ""))
+        return 0
     print(f"task: {task.name}   method: {args.method}   history items: {len(profile)}")
     print(f"retrieved ids: {', '.join(trace.retrieved_ids) or '-'}")
     print(f"tokens: prompt {trace.prompt_tokens}, completion {trace.completion_tokens} ({trace.cached_calls} cached calls)")
@@ -62,5 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     pz.add_argument("--method", default="rag")
     pz.add_argument("--task", help="task name; inferred from the history's fields when omitted")
     pz.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
+    pz.add_argument("--brief", action="store_true", help="print only the base answer, the thinking and the answer")
     add_model_options(pz)
     pz.set_defaults(func=cmd_personalize)

@@ -133,19 +133,24 @@ def _check_options(dev_frac: float, test_frac: float, min_profile: int, max_prof
 
 def build_benchmark(records_path: str | Path, task: TaskSpec, out_dir: str | Path, seed: int = 0,
                     dev_frac: float = 0.1, test_frac: float = 0.2, min_profile: int = 1,
-                    max_profile: int = 100) -> dict[str, dict[str, int]]:
+                    max_profile: int = 100, questions_per_user: int = 1) -> dict[str, dict[str, int]]:
     """Write ``out_dir/<task>/<user|time>/<part>_{questions,outputs}.json``; return question counts.
 
-    User split: each user goes to one part (by a seeded hash) and their latest record is the question.
+    User split: each user goes to one part (by a seeded hash) and their latest record is the question; with
+    ``questions_per_user`` N, a train user's latest N records each are one (more training data, same users).
     Time split: each user's latest record goes to test, the second latest to dev, the third to train.
     """
     _check_options(dev_frac, test_frac, min_profile, max_profile)
+    if questions_per_user < 1:
+        raise ConfigError(f"questions_per_user must be >= 1, got {questions_per_user}")
     users = _read_records(Path(records_path), task)
     parts: dict[str, dict[str, list[tuple[Example, str]]]] = {s: {p: [] for p in PARTS} for s in SPLITS}
     for user_id, records in users.items():
-        made = _question(records, len(records) - 1, task, min_profile, max_profile)
-        if made:
-            parts["user"][_user_part(seed, user_id, dev_frac, test_frac)].append(made)
+        part = _user_part(seed, user_id, dev_frac, test_frac)
+        for back in range(1, min(len(records), questions_per_user if part == "train" else 1) + 1):
+            made = _question(records, len(records) - back, task, min_profile, max_profile)
+            if made:
+                parts["user"][part].append(made)
         for back, part in enumerate(("test", "dev", "train"), start=1):
             made = _question(records, len(records) - back, task, min_profile, max_profile) \
                 if len(records) >= back else None
