@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +161,14 @@ def test_sft_arguments_turn_checkpointing_off_under_either_transformers_name(tmp
 
     args = _sft_args(_config(), tmp_path, 8)
     assert getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", None)) is False
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "rpo").rglob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_rpo_config_loads_with_known_keys(path):
+    from personalign.rpo.config import load_config
+    from personalign.rpo.rewards import format_penalty
+
+    config = load_config(path)
+    assert config.rl.epochs >= 1 and config.sft.batch_size >= 1
+    format_penalty(get_task(config.task), config.rl.format_penalty)  # never above the worst valid reward
