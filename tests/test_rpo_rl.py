@@ -288,3 +288,34 @@ def test_plot_rl_curves_draws_one_line_per_run(tmp_path):
     assert main(["plot", "rl", f"k4={logs['fixed k=4']}", str(logs["curriculum 2→6"]), "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot", "rl", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "d.png")]) == 2
+
+
+@pytest.mark.model
+def test_rl_stage_runs_under_accelerate_launch(tmp_path):
+    """The trainers run under ``accelerate launch`` (one CPU process here; the docs give the multi-GPU command)."""
+    import dataclasses
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if launcher is None:
+        pytest.skip("accelerate's launcher is not installed")
+    prompts = tmp_path / "runs" / "LaMP_2" / "trajectories" / "rl_prompts.jsonl"
+    prompts.parent.mkdir(parents=True)
+    prompts.write_text("".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in PROMPTS))
+    config = {"task": "LaMP_2", "out": str(tmp_path / "runs"), "skip_sft": True, "threads": 1,
+              "trajectories": {"item_max_words": 8},
+              "rl": {"samples_per_prompt": 2, "max_new_tokens": 8, "epochs": 1, "prompts_per_step": 1,
+                     "prompts_per_epoch": 1, "max_prompt_tokens": 96, "save_every": 1}}
+    (tmp_path / "rl.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([launcher, "launch", "--num_processes", "1", "--cpu", "-m", "personalign.cli", "train", "rpo",
+                           "rl", "--config", str(tmp_path / "rl.yaml")], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = _log(tmp_path / "runs" / "LaMP_2" / "rl")
+    assert [r["step"] for r in rows] == [1] and (tmp_path / "runs" / "LaMP_2" / "rl" / "model" / "config.json").is_file()
