@@ -303,3 +303,24 @@ def test_files_sha256(tmp_path):
     assert files_sha256([first, second]) != digest
     with pytest.raises(DataError):
         files_sha256([tmp_path / "missing.json"])
+
+
+def test_validation_users_are_carved_out_of_the_train_users_disjointly_and_reproducibly(tmp_path):
+    from personalign.data.build import build_benchmark
+    from personalign.data.lamp_io import load_split
+
+    task = get_task("LaMP_3")
+    records = [{"user_id": f"u{u}", "input": f"review {u} {k}", "output": str(1 + (u + k) % 5),
+                "timestamp": f"2020-01-0{k + 1}"} for u in range(200) for k in range(3)]
+    source = tmp_path / "records.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    build_benchmark(source, task, tmp_path / "data", dev_frac=0, test_frac=0, questions_per_user=2)
+    train, _ = load_split(tmp_path / "data", task, "user", "train")
+    fit, fit_golds = load_split(tmp_path / "data", task, "user", "fit")
+    val, val_golds = load_split(tmp_path / "data", task, "user", "val")
+    fit_users, val_users = {e.user_id for e in fit}, {e.user_id for e in val}
+    assert not fit_users & val_users and len(fit) + len(val) == len(train)  # by user, nothing lost
+    assert 0.1 < len(val_users) / 200 < 0.3 and set(val_golds) == {e.id for e in val}
+    assert [e.id for e in load_split(tmp_path / "data", task, "user", "val")[0]] == [e.id for e in val]
+    with pytest.raises(ConfigError, match="part one of"):
+        load_split(tmp_path / "data", task, "user", "validation")

@@ -92,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", required=True, help="folder with LaMP_N/<split>/<part>_questions.json")
     ev.add_argument("--task", required=True, help="task name(s), comma separated, e.g. LaMP_3 or LaMP_2,LaMP_3")
     ev.add_argument("--split", default="user", choices=["user", "time"])
-    ev.add_argument("--part", default="dev", choices=["train", "dev", "test"])
+    ev.add_argument("--part", default="dev", choices=["train", "dev", "test", "fit", "val"],
+                    help="dev (default), test, train; val and fit: a fixed 20%% / 80%% split of the train users")
     ev.add_argument("--methods", help="comma-separated method names (default zero-shot,rag; see `personalign list`)")
     ev.add_argument("--limit", type=int, help="evaluate a seeded sample of this many questions")
     ev.add_argument("--out", default="runs", help="where predictions, metrics and manifests go")

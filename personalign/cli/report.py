@@ -92,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--runs", default="runs", help="the --out folder of earlier `personalign eval` runs")
     rp.add_argument("--task", required=True, help="comma-separated task names")
     rp.add_argument("--split", default="user", choices=["user", "time"])
-    rp.add_argument("--part", default="dev", choices=["train", "dev", "test"])
+    rp.add_argument("--part", default="dev", choices=["train", "dev", "test", "fit", "val"],
+                    help="dev (default), test, train; val and fit: a fixed 20%% / 80%% split of the train users")
     rp.add_argument("--extra", default="", help="extra columns per task, e.g. fallback_rate,s/ex")
     rp.add_argument("--methods", default="", help="only these methods, in this order (default: all)")
     rp.add_argument("--compare", help="A,B: paired permutation test of two rows on their shared examples")

@@ -24,6 +24,8 @@ from personalign.types import Example
 
 SPLITS = ("user", "time")
 PARTS = ("train", "dev", "test")
+CARVED_PARTS = ("fit", "val")  # a seeded split of the train users: choose designs on val, train on fit
+VAL_FRACTION = 0.2
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20
 MAX_DEPTH = 32  # LaMP records nest 4 deep; anything far deeper is broken or hostile input
@@ -305,8 +307,10 @@ def validate_files(paths: Iterable[str | Path], task: TaskSpec | None = None) ->
 
 def find_split_files(data_dir: str | Path, task_name: str, split: str, part: str) -> tuple[Path, Path | None]:
     """Locate ``(questions, outputs or None)`` for a task's split ("user"/"time") and part."""
-    if split not in SPLITS or part not in PARTS:
-        raise ConfigError(f"bad split/part '{split}/{part}': split is one of {SPLITS}, part one of {PARTS}")
+    if split not in SPLITS or part not in PARTS + CARVED_PARTS:
+        raise ConfigError(f"bad split/part '{split}/{part}': split is one of {SPLITS}, part one of "
+                          f"{PARTS + CARVED_PARTS}")
+    part = "train" if part in CARVED_PARTS else part
     root = Path(data_dir) / task_name
     folders = [root / split, root / split / part] + ([root] if split == "user" else [])
     for folder in folders:
@@ -320,9 +324,14 @@ def find_split_files(data_dir: str | Path, task_name: str, split: str, part: str
 
 def load_split(data_dir: str | Path, task: TaskSpec, split: str,
                part: str) -> tuple[list[Example], dict[str, str] | None]:
-    """Read a split's questions and (when present) its golds, checking they belong together."""
+    """Read a split's questions and (when present) its golds, checking they belong together.
+
+    ``fit`` and ``val`` are the train questions of two disjoint sets of train users (``in_validation``).
+    """
     questions_path, outputs_path = find_split_files(data_dir, task.name, split, part)
     examples = read_questions(questions_path, task)
+    if part in CARVED_PARTS:
+        examples = [e for e in examples if in_validation(e.user_id or e.id) == (part == "val")]
     if outputs_path is None:
         return examples, None
     task_name, golds = read_outputs(outputs_path, task)
@@ -332,7 +341,19 @@ def load_split(data_dir: str | Path, task: TaskSpec, split: str,
         if example.id not in golds:
             raise DataError(str(outputs_path), None, "golds",
                             f"no gold output for question {_record(index, example.id)} of {questions_path.name}")
+    if part in CARVED_PARTS:
+        golds = {e.id: golds[e.id] for e in examples}
     return examples, golds
+
+
+def in_validation(user: str) -> bool:
+    """Is this train user in the validation part? A fixed hash of the user id: the same users in every run."""
+    return int(hashlib.sha256(f"personalign-val:{user}".encode()).hexdigest()[:16], 16) / 16**16 < VAL_FRACTION
+
+
+def training_part(part: str) -> str:
+    """Where a method that learns from labelled users (population majority, RPO) may learn when scoring ``part``."""
+    return "fit" if part == "val" else "train"
 
 
 def files_sha256(paths: Iterable[str | Path]) -> str:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from personalign import registry
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
-from personalign.data.lamp_io import files_sha256, find_split_files, load_split
+from personalign.data.lamp_io import files_sha256, find_split_files, load_split, training_part
 from personalign.engine import Engine
 from personalign.errors import ConfigError, DataError
 from personalign.eval.predictions import PredictionLog
@@ -103,10 +103,11 @@ def _needs_llm(name: str) -> bool:
 
 def _train_split(config: EvalConfig):
     task = get_task(config.task)
-    examples, golds = load_split(config.data, task, config.split, "train")
+    part = training_part(config.part)  # scoring val: learn from the other train users only
+    examples, golds = load_split(config.data, task, config.split, part)
     if golds is None:
         raise ConfigError(f"{config.task} {config.split}/train has no outputs file; population references need it")
-    paths = [p for p in find_split_files(config.data, task.name, config.split, "train") if p]
+    paths = [p for p in find_split_files(config.data, task.name, config.split, part) if p]
     return examples, golds, files_sha256(paths)
 
 

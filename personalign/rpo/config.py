@@ -67,6 +67,7 @@ class RPOConfig:
     task: str = "LaMP_3"
     data: str = "../shared/data/reallamp"
     split: str = "user"
+    train_part: str = "train"              # "fit" leaves the validation users out, for choosing on --part val
     out: str = "runs/rpo"
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)

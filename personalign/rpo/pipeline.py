@@ -38,7 +38,7 @@ def _data_hash(config: RPOConfig, stage: str = "trajectories") -> str:
         manifest = input_dir(config, "trajectories") / "manifest.json"
         if manifest.is_file():
             return json.loads(manifest.read_text()).get("data_sha256")
-    return files_sha256([p for p in find_split_files(config.data, config.task, config.split, "train") if p])
+    return files_sha256([p for p in find_split_files(config.data, config.task, config.split, config.train_part) if p])
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -53,9 +53,9 @@ def run_trajectories(config: RPOConfig, cache_dir: str = ".cache/personalign") -
 
     task = get_task(config.task)
     tc = config.trajectories
-    examples, golds = load_split(config.data, task, config.split, "train")
+    examples, golds = load_split(config.data, task, config.split, config.train_part)
     if golds is None:
-        raise ConfigError(f"{config.task} {config.split} train split has no outputs file (golds are needed)")
+        raise ConfigError(f"{config.task} {config.split} {config.train_part} split has no outputs file (golds are needed)")
     if tc.max_examples is not None and tc.max_examples < len(examples):
         examples = random.Random(tc.seed).sample(examples, tc.max_examples)
     cache = Path(cache_dir) / "llm.sqlite"
