@@ -25,3 +25,20 @@ class FakeHashLLM(LLM):
         digest = int(hashlib.sha256(messages[-1]["content"].encode()).hexdigest(), 16)
         text = self.answers[digest % len(self.answers)]
         return Completion(text=text, prompt_tokens=len(messages[-1]["content"].split()), completion_tokens=1)
+
+
+class FakeEchoLLM(LLM):
+    """Fake for service orchestration tests: answers ``echo: <the last message>``, so a test can see what
+    the method put in the prompt; ``fail`` makes every call raise BackendError (a dead upstream)."""
+
+    def __init__(self, fail: bool = False):
+        self.name, self.fail, self.prompts = "fake-echo", fail, []
+
+    def _generate(self, messages: Messages, params: GenParams) -> Completion:
+        from personalign.errors import BackendError
+
+        if self.fail:
+            raise BackendError("fake upstream is down")
+        self.prompts.append(messages[-1]["content"])
+        return Completion(text="echo: " + messages[-1]["content"], prompt_tokens=len(messages[-1]["content"].split()),
+                          completion_tokens=3)

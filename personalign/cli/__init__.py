@@ -1,11 +1,11 @@
-"""The ``personalign`` command line: one module per command (eval, personalize, data, report, train)."""
+"""The ``personalign`` command line: one module per command (eval, personalize, data, report, train, serve)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from personalign.cli import data, personalize, report, train
+from personalign.cli import data, personalize, report, serve, train
 from personalign.cli import eval as eval_command
 from personalign.cli.eval import _for_task  # noqa: F401  (used by tests and configs)
 from personalign.errors import PersonalignError
@@ -14,7 +14,7 @@ from personalign.errors import PersonalignError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (eval_command, personalize, data, report, train):
+    for module in (eval_command, personalize, data, report, train, serve):
         module.register(sub)
     return parser
 

@@ -1,0 +1,58 @@
+"""``personalign serve --config FILE``: every setting of the service, validated by pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from personalign.errors import ConfigError
+
+
+class ServeConfig(BaseModel):
+    """The service's settings; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: str = "personalign-data"        # the SQLite store lives here by default
+    store_url: str | None = None              # SQLAlchemy URL; default sqlite:///<data_dir>/personalign.db
+    base_llm: str = "llamacpp"                # any backend spec: llamacpp[:PATH.gguf], openai:MODEL, transformers:PATH
+    base_llm_options: dict[str, Any] = Field(default_factory=dict)
+    method: str | None = None                 # default: rpo when a reflection model is set, otherwise rag
+    method_options: dict[str, Any] = Field(default_factory=dict)  # e.g. {reflection: runs/rpo/.../model.f16.gguf}
+    retriever: str = "bm25"
+    k: int = Field(4, ge=1)
+    served_model: str = "personalign"         # the model name /v1/models lists
+    max_request_bytes: int = Field(1_000_000, ge=1_000)
+    max_history_items: int = Field(10_000, ge=1)
+    max_item_chars: int = Field(20_000, ge=1)
+    fallback_to_base: bool = True             # personalization failed: answer with the base answer (counted)
+
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{Path(self.data_dir).resolve() / 'personalign.db'}"
+
+    def method_name(self) -> str:
+        return self.method or ("rpo" if self.method_options.get("reflection") else "rag")
+
+
+def load_serve_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ServeConfig:
+    """A ServeConfig from a YAML file (or defaults), then non-None overrides; one-line errors."""
+    values: dict[str, Any] = {}
+    if path:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: a config must be a YAML mapping")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return ServeConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path or 'serve config'}: {where}: {first['msg']}") from None

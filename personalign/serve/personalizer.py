@@ -1,0 +1,133 @@
+"""One personalized completion: the user's history from the store, then a Personalign method on it.
+
+The method is the same object ``personalign eval`` runs (RPO: base answer, retrieval with q ⊕ A_base,
+reflection; RAG: retrieval, then one generation), so the service and the benchmarks share their code.
+The service's backends run without an answer cache, so a deleted history item cannot live on in one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from personalign.backends import get_llm
+from personalign.backends.base import LLM
+from personalign.errors import BackendError
+from personalign.methods import build_method
+from personalign.methods.base import MethodConfig
+from personalign.retrievers import get_retriever
+from personalign.serve.config import ServeConfig
+from personalign.tasks import get_task
+from personalign.tasks.filters import parse_reflection
+from personalign.types import Example, GenParams
+
+CHAT_TASK = Path(__file__).parent / "chat.yaml"
+
+
+class UpstreamError(Exception):
+    """The base model failed or timed out (answered as HTTP 502 in the OpenAI error shape)."""
+
+
+def message_text(content: Any) -> str:
+    """A chat message's text: a string, or the text parts of a content list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+@dataclass
+class Result:
+    """What the service returns and records for one request."""
+
+    request_id: str
+    text: str
+    base_answer: str = ""
+    retrieved_ids: list[str] = field(default_factory=list)
+    thinking: str = ""
+    fallback: str = ""                 # why the base answer was returned instead, if it was
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stages: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Personalizer:
+    """Builds the base backend and the method once; answers requests (thread-safe)."""
+
+    def __init__(self, config: ServeConfig, base_llm: LLM | None = None, metrics: Any = None):
+        self.config, self.metrics = config, metrics
+        self.task = get_task(str(CHAT_TASK))
+        self.llm = base_llm or get_llm(config.base_llm, **config.base_llm_options)
+        self.method_name = config.method_name()
+        self.method = build_method(self.method_name, self.task, llm=self.llm, retriever=get_retriever(config.retriever),
+                                   config=MethodConfig(k=config.k), **config.method_options)
+        # in-process models are not thread-safe; HTTP backends take concurrent requests
+        self._lock = threading.Lock() if not getattr(self.llm, "asynchronous", False) else None
+
+    def _locked(self) -> Any:
+        return self._lock if self._lock is not None else _NoLock()
+
+    def base(self, messages: list[dict[str, Any]], max_tokens: int | None) -> tuple[str, int, int]:
+        """The base model's answer to the conversation as sent (no personalization)."""
+        params = GenParams(max_tokens=max_tokens or self.task.max_new_tokens)
+        chat = [{"role": m["role"], "content": message_text(m.get("content"))} for m in messages]
+        try:
+            with self._locked():
+                completion = self.llm.chat_batch([chat], params)[0]
+        except BackendError as exc:
+            raise UpstreamError(str(exc)) from None
+        return completion.text, completion.prompt_tokens, completion.completion_tokens
+
+    def answer(self, messages: list[dict[str, Any]], profile: list[dict[str, Any]], max_tokens: int | None = None,
+               personalize: bool = True) -> Result:
+        """Personalize the answer to the last user message with ``profile``; fall back to the base answer."""
+        start, request_id = time.perf_counter(), "chatcmpl-" + uuid.uuid4().hex[:24]
+        query = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        if not personalize or not query:
+            text, prompt, completion = self.base(messages, max_tokens)
+            return Result(request_id, text, base_answer=text, fallback="" if personalize else "no user",
+                          prompt_tokens=prompt, completion_tokens=completion, stages=["base"],
+                          seconds=time.perf_counter() - start)
+        example = Example(id=request_id, input=query, profile=profile)
+        try:
+            with self._locked():
+                answer = self.method.answer(example, profile)
+            final = self.method.final(answer)
+        except BackendError as exc:
+            raise UpstreamError(str(exc)) from None
+        except Exception as exc:  # personalization failed: the base answer, logged and counted
+            if not self.config.fallback_to_base:
+                raise
+            if self.metrics:
+                self.metrics.fallbacks.labels(reason=type(exc).__name__).inc()
+            text, prompt, completion = self.base(messages, max_tokens)
+            return Result(request_id, text, base_answer=text, fallback=f"error: {type(exc).__name__}: {exc}"[:64],
+                          prompt_tokens=prompt, completion_tokens=completion, stages=["base"],
+                          seconds=time.perf_counter() - start)
+        trace = answer.trace
+        reflection = parse_reflection(answer.raw)
+        if final.fallback and self.metrics:
+            self.metrics.fallbacks.labels(reason="malformed").inc()
+        return Result(request_id, final.prediction, base_answer=str(trace.extra.get("base_answer", "")),
+                      retrieved_ids=list(trace.retrieved_ids), thinking=reflection[0] if reflection else "",
+                      fallback="malformed output" if final.fallback else "", prompt_tokens=trace.prompt_tokens,
+                      completion_tokens=trace.completion_tokens, stages=list(trace.stages),
+                      seconds=time.perf_counter() - start)
+
+    def close(self) -> None:
+        if hasattr(self.llm, "close"):
+            self.llm.close()
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: Any) -> None:
+        return None

@@ -1,0 +1,185 @@
+"""The personalization service on a real uvicorn server on loopback, driven by the official openai client.
+
+Orchestration tests use FakeEchoLLM (it echoes the prompt, so a test sees what the method retrieved);
+one integration test runs the real bundled model.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from fakes import FakeEchoLLM
+
+openai = pytest.importorskip("openai")
+uvicorn = pytest.importorskip("uvicorn")
+
+from personalign.serve.app import create_app  # noqa: E402
+from personalign.serve.config import ServeConfig, load_serve_config  # noqa: E402
+from personalign.serve.store import Store  # noqa: E402
+
+
+@contextmanager
+def running(app) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def service(tmp_path):
+    config = ServeConfig(data_dir=str(tmp_path), max_history_items=5, max_request_bytes=4000)
+    store = Store(config.store(), config.max_history_items)
+    keys = {"acme": store.add_tenant("acme"), "globex": store.add_tenant("globex")}
+    llm = FakeEchoLLM()
+    with running(create_app(config, base_llm=llm, store=store)) as url:
+        yield url, keys, llm, config
+
+
+def client(url: str, key: str):
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+def add(url: str, key: str, user: str, *texts: str) -> list[str]:
+    reply = httpx.post(f"{url}/v1/users/{user}/history", json={"items": [{"text": t} for t in texts]},
+                       headers={"Authorization": f"Bearer {key}"})
+    assert reply.status_code == 201, reply.text
+    return reply.json()["ids"]
+
+
+def ask(url: str, key: str, user: str | None, text: str):
+    extra = {"user": user} if user else {}
+    return client(url, key).chat.completions.create(model="personalign", messages=[{"role": "user", "content": text}],
+                                                    **extra)
+
+
+def test_completion_is_personalized_from_the_users_history_and_streams_the_same(service):
+    url, keys, llm, _ = service
+    add(url, keys["acme"], "alice", "I always write in lowercase, no emojis", "I love short answers about cats")
+    reply = ask(url, keys["acme"], "alice", "tell me about cats")
+    content = reply.choices[0].message.content
+    assert "I love short answers about cats" in content  # RAG put her history in the prompt
+    trace = reply.model_extra["personalign"]
+    assert len(trace["retrieved_ids"]) == 2 and trace["stages"] == ["answer"] and trace["fallback"] == ""
+    stream = client(url, keys["acme"]).chat.completions.create(
+        model="personalign", messages=[{"role": "user", "content": "tell me about cats"}], user="alice", stream=True)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == content
+    plain = ask(url, keys["acme"], None, "tell me about cats")
+    assert plain.choices[0].message.content == "echo: tell me about cats"  # no user: the base answer
+    models = client(url, keys["acme"]).models.list()
+    assert [m.id for m in models.data] == ["personalign"]
+
+
+def test_tenants_see_only_their_own_users(service):
+    url, keys, llm, _ = service
+    add(url, keys["acme"], "alice", "acme secret: alice prefers tea")
+    assert "alice prefers tea" not in ask(url, keys["globex"], "alice", "what do I prefer?").choices[0].message.content
+    headers = {"Authorization": f"Bearer {keys['globex']}"}
+    assert httpx.get(f"{url}/v1/users/alice/history", headers=headers).json()["items"] == []
+    assert httpx.get(f"{url}/v1/users", headers=headers).json()["users"] == []
+    (item,) = httpx.get(f"{url}/v1/users/alice/history", headers={"Authorization": f"Bearer {keys['acme']}"}).json()["items"]
+    gone = httpx.delete(f"{url}/v1/users/alice/history/{item['id']}", headers=headers)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+
+
+def test_delete_erases_the_item_and_the_answers_made_from_it_and_one_user_only(service):
+    url, keys, llm, _ = service
+    acme = {"Authorization": f"Bearer {keys['acme']}"}
+    secret, kept = add(url, keys["acme"], "alice", "my password hint is pineapple", "i like jazz")
+    add(url, keys["acme"], "bob", "bob likes pineapple pizza")
+    add(url, keys["globex"], "alice", "globex alice likes pineapple too")
+    ask(url, keys["acme"], "alice", "pineapple?")
+    assert len(httpx.get(f"{url}/v1/users/alice/answers", headers=acme).json()["answers"]) == 1
+    deleted = httpx.delete(f"{url}/v1/users/alice/history/{secret}", headers=acme).json()
+    assert deleted["answers_deleted"] == 1  # the answer built from the item went with it
+    export = httpx.get(f"{url}/v1/users/alice/export", headers=acme).json()
+    assert "pineapple" not in str(export) and [i["id"] for i in export["items"]] == [kept]
+    assert "password hint" not in ask(url, keys["acme"], "alice", "pineapple?").choices[0].message.content
+    assert httpx.delete(f"{url}/v1/users/alice", headers=acme).json()["deleted"] == {"items": 1, "answers": 1}
+    assert httpx.get(f"{url}/v1/users", headers=acme).json()["users"] == [{"user": "bob", "items": 1}]
+    globex = httpx.get(f"{url}/v1/users/alice/history", headers={"Authorization": f"Bearer {keys['globex']}"})
+    assert len(globex.json()["items"]) == 1  # the same user name in another tenant is untouched
+
+
+def test_errors_come_in_the_openai_shape_with_the_right_status(service):
+    url, keys, _, config = service
+    with pytest.raises(openai.AuthenticationError):
+        ask(url, "pa-wrong", "alice", "hi")
+    with pytest.raises(openai.APIStatusError) as big:
+        ask(url, keys["acme"], "alice", "x" * 5000)
+    assert big.value.status_code == 413 and big.value.body["code"] == "request_too_large"
+    headers = {"Authorization": f"Bearer {keys['acme']}"}
+    full = httpx.post(f"{url}/v1/users/carol/history", json={"items": [{"text": f"t{i}"} for i in range(6)]},
+                      headers=headers)
+    assert full.status_code == 422 and full.json()["error"]["code"] == "history_limit_exceeded"
+    bad = httpx.post(f"{url}/v1/users/carol/history", json={"items": [{"txt": "typo"}]}, headers=headers)
+    assert bad.status_code == 400 and "items.0" in bad.json()["error"]["message"]
+    nomsg = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "messages": []}, headers=headers)
+    assert nomsg.status_code == 400 and nomsg.json()["error"]["param"] == "messages"
+
+
+def test_a_dead_base_model_is_a_502_and_counted(tmp_path):
+    config = ServeConfig(data_dir=str(tmp_path))
+    store = Store(config.store())
+    key = store.add_tenant("acme")
+    with running(create_app(config, base_llm=FakeEchoLLM(fail=True), store=store)) as url:
+        with pytest.raises(openai.APIStatusError) as err:
+            ask(url, key, "alice", "hi")
+        assert err.value.status_code == 502 and err.value.body["code"] == "upstream_error"
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "personalign_upstream_errors_total 1.0" in metrics and "personalign_request_seconds" in metrics
+        assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+        assert "trace viewer" in httpx.get(f"{url}/viewer").text
+
+
+def test_history_is_durable_across_restarts_and_keys_are_stored_hashed(tmp_path):
+    config = ServeConfig(data_dir=str(tmp_path))
+    key = Store(config.store()).add_tenant("acme")
+    with running(create_app(config, base_llm=FakeEchoLLM())) as url:
+        add(url, key, "alice", "remember me")
+    with running(create_app(config, base_llm=FakeEchoLLM())) as url:  # a new process on the same store
+        items = httpx.get(f"{url}/v1/users/alice/history", headers={"Authorization": f"Bearer {key}"}).json()["items"]
+    assert [i["text"] for i in items] == ["remember me"]
+    assert key.encode() not in (tmp_path / "personalign.db").read_bytes()
+
+
+def test_config_errors_are_one_line(tmp_path):
+    from personalign.errors import ConfigError
+
+    (tmp_path / "bad.yaml").write_text("port: 99999\n")
+    with pytest.raises(ConfigError, match="port"):
+        load_serve_config(tmp_path / "bad.yaml")
+    (tmp_path / "typo.yaml").write_text("bsae_llm: llamacpp\n")
+    with pytest.raises(ConfigError, match="bsae_llm"):
+        load_serve_config(tmp_path / "typo.yaml")
+
+
+@pytest.mark.model
+def test_real_bundled_model_behind_the_service(tmp_path):
+    config = ServeConfig(data_dir=str(tmp_path), base_llm="llamacpp", base_llm_options={"n_ctx": 2048})
+    store = Store(config.store())
+    key = store.add_tenant("acme")
+    with running(create_app(config, store=store)) as url:
+        add(url, key, "alice", "I play the violin in an orchestra", "My favourite composer is Bach")
+        reply = client(url, key).chat.completions.create(
+            model="personalign", messages=[{"role": "user", "content": "Suggest one piece of music for me."}],
+            user="alice", max_tokens=32)
+    assert reply.choices[0].message.content.strip()
+    assert reply.usage.prompt_tokens > 20 and len(reply.model_extra["personalign"]["retrieved_ids"]) == 2
