@@ -181,5 +181,42 @@ def test_real_bundled_model_behind_the_service(tmp_path):
         reply = client(url, key).chat.completions.create(
             model="personalign", messages=[{"role": "user", "content": "Suggest one piece of music for me."}],
             user="alice", max_tokens=32)
-    assert reply.choices[0].message.content.strip()
+    assert reply.choices[0].message.content.strip() and reply.usage.completion_tokens <= 32  # max_tokens holds
     assert reply.usage.prompt_tokens > 20 and len(reply.model_extra["personalign"]["retrieved_ids"]) == 2
+
+
+@pytest.mark.model
+def test_personalign_serve_as_a_user_runs_it(tmp_path):
+    """``personalign tenant add`` then ``personalign serve --config`` in its own process, on the embedded model."""
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nport: {port}\nbase_llm_options: {{n_ctx: 2048}}\n")
+    cli = [sys.executable, "-m", "personalign.cli"]
+    made = subprocess.run(cli + ["tenant", "add", "acme", "--config", str(config)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.split("API key ")[1].split()[0]
+    proc = subprocess.Popen(cli + ["serve", "--config", str(config), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "personalign serve did not start"
+            time.sleep(0.3)
+        add(f"http://127.0.0.1:{port}", key, "alice", "I answer in one short sentence.")
+        reply = client(f"http://127.0.0.1:{port}", key).chat.completions.create(
+            model="personalign", messages=[{"role": "user", "content": "Name a fruit."}], user="alice", max_tokens=16)
+        assert reply.choices[0].message.content.strip() and reply.model_extra["personalign"]["retrieved_ids"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -7,6 +7,8 @@ The service's backends run without an answer cache, so a deleted history item ca
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import threading
 import time
 import uuid
@@ -95,10 +97,14 @@ class Personalizer:
                           prompt_tokens=prompt, completion_tokens=completion, stages=["base"],
                           seconds=time.perf_counter() - start)
         example = Example(id=request_id, input=query, profile=profile)
+        method = self.method
+        if max_tokens:  # the request's max_tokens bounds the answer: a shallow copy shares the models
+            method = copy.copy(self.method)
+            method.config = dataclasses.replace(self.method.config, max_new_tokens=max_tokens)
         try:
             with self._locked():
-                answer = self.method.answer(example, profile)
-            final = self.method.final(answer)
+                answer = method.answer(example, profile)
+            final = method.final(answer)
         except BackendError as exc:
             raise UpstreamError(str(exc)) from None
         except Exception as exc:  # personalization failed: the base answer, logged and counted
