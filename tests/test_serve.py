@@ -220,3 +220,38 @@ def test_personalign_serve_as_a_user_runs_it(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _wait_embedded(url: str, key: str, user: str, count: int, seconds: float = 60) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    while True:
+        items = httpx.get(f"{url}/v1/users/{user}/history", headers={"Authorization": f"Bearer {key}"}).json()["items"]
+        if sum(i.get("embedded", False) for i in items) >= count:
+            return items
+        assert time.monotonic() < deadline, f"embeddings not built: {items}"
+        time.sleep(0.2)
+
+
+@pytest.mark.model
+def test_dense_retrieval_uses_background_embeddings_from_a_durable_queue_and_delete_removes_them(tmp_path):
+    """The bundled MiniLM embeds items off the request path; a queued job survives a restart."""
+    import sqlite3
+
+    config = ServeConfig(data_dir=str(tmp_path), retriever="dense", derived_worker=False, k=1)
+    key = Store(config.store()).add_tenant("acme")
+    with running(create_app(config, base_llm=FakeEchoLLM())) as url:  # no worker: the job waits in the store
+        felines, _ = add(url, key, "alice", "I adore felines and own three of them", "Stock market tips for 2021")
+        assert httpx.get(f"{url}/healthz").json()["derived_queue"]["queued"] == 1
+        unbuilt = ask(url, key, "alice", "stock market").model_extra["personalign"]  # never waits: BM25 meanwhile
+        assert len(unbuilt["retrieved_ids"]) == 1
+    worker_config = config.model_copy(update={"derived_worker": True})
+    with running(create_app(worker_config, base_llm=FakeEchoLLM())) as url:  # a new process takes the job
+        _wait_embedded(url, key, "alice", 2)
+        trace = ask(url, key, "alice", "tell me about cats").model_extra["personalign"]
+        assert trace["retrieved_ids"] == [felines]  # semantic: no word in common with the query
+        assert httpx.get(f"{url}/healthz").json()["derived_queue"]["queued"] == 0
+        assert "personalign_derived_age_seconds 0.0" in httpx.get(f"{url}/metrics").text
+        httpx.delete(f"{url}/v1/users/alice/history/{felines}", headers={"Authorization": f"Bearer {key}"})
+    with sqlite3.connect(tmp_path / "personalign.db") as db:
+        assert db.execute("select count(*) from item_embeddings").fetchone()[0] == 1  # the deleted item's is gone
+        assert db.execute("select count(*) from history_items where text like '%felines%'").fetchone()[0] == 0

@@ -106,8 +106,8 @@ class DenseRetriever(Retriever):
         self._memory: LRU[np.ndarray] = LRU(memory_items)
         self._profiles: LRU[np.ndarray] = LRU(8)
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """Encode texts with the model (loaded on first use), as float32 rows."""
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Encode texts with the model (loaded on first use), as float32 rows; no cache is read or written."""
         model = load_encoder(self.source)
         with _torch_threads(1 if len(texts) <= SMALL_BATCH else None):
             vectors = model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
@@ -126,7 +126,7 @@ class DenseRetriever(Retriever):
                 found[key] = vector
         missing = {key: text for key, text in zip(keys, texts) if key not in found}
         if missing:
-            for key, vector in zip(missing, self._encode(list(missing.values()))):
+            for key, vector in zip(missing, self.encode(list(missing.values()))):
                 found[key] = vector
                 if self.store is not None:
                     self.store.put_bytes(key, vector.tobytes())
@@ -134,7 +134,7 @@ class DenseRetriever(Retriever):
             self._memory.put(key, found[key])
         return np.stack([found[key] for key in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
 
-    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+    def prepare(self, vectors: np.ndarray) -> np.ndarray:
         if not self.normalize:
             return vectors
         norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
@@ -144,8 +144,8 @@ class DenseRetriever(Retriever):
         if not profile:
             return []
         docs = [task.item_document(item) for item in profile]
-        matrix = self._profiles.get_or_build(tuple(docs), lambda: self._prepare(self.embed(docs)))
-        query_vector = self._prepare(self.embed([query]))[0]
+        matrix = self._profiles.get_or_build(tuple(docs), lambda: self.prepare(self.embed(docs)))
+        query_vector = self.prepare(self.embed([query]))[0]
         return rank_by_scores(matrix @ query_vector)
 
 

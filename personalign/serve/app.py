@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from personalign.backends.base import LLM
@@ -43,6 +43,13 @@ class Metrics:
                                        registry=self.registry)
         self.items = Counter("personalign_history_items_total", "History items added or deleted", ["op"],
                              registry=self.registry)
+
+    def track_queue(self, store: Store) -> None:
+        """Gauges read from the store at scrape time: the derived-data queue and its oldest job's age."""
+        Gauge("personalign_derived_queue_jobs", "Derived-data jobs waiting or running",
+              registry=self.registry).set_function(lambda: (lambda q: q["queued"] + q["running"])(store.queue()))
+        Gauge("personalign_derived_age_seconds", "Age of the oldest waiting derived-data job (0: all built)",
+              registry=self.registry).set_function(lambda: store.queue()["oldest_seconds"])
 
 
 class ChatMessage(BaseModel):
@@ -110,15 +117,30 @@ def stream_chunks(result: Result, model: str, size: int = 16):
 def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | None = None) -> FastAPI:
     """The service app; ``base_llm`` and ``store`` replace the configured ones (tests pass fakes for orchestration)."""
     metrics = Metrics()
+    dense = config.retriever.partition(":")[0] == "dense"
     store = store or Store(config.store(), config.max_history_items)
-    personalizer = Personalizer(config, base_llm=base_llm, metrics=metrics)
+    retriever, worker, embeddings = None, None, None
+    if dense:  # embeddings are derived data: built in the background, stored per item, deleted with it
+        from personalign.retrievers.dense import DenseRetriever
+        from personalign.serve.derived import DerivedWorker, StoredDenseRetriever
+
+        encoder = DenseRetriever(config.retriever.partition(":")[2] or None)
+        store.derived, embeddings = ("embed",), encoder.model_id
+        retriever = StoredDenseRetriever(encoder)
+        worker = DerivedWorker(store, encoder) if config.derived_worker else None
+    metrics.track_queue(store)
+    personalizer = Personalizer(config, base_llm=base_llm, metrics=metrics, retriever=retriever)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if worker:
+            worker.start()
         yield
+        if worker:
+            worker.stop()
         personalizer.close()
 
     app = FastAPI(title="Personalign", version="0.1.0", lifespan=lifespan)
-    app.state.store, app.state.personalizer, app.state.metrics = store, personalizer, metrics
+    app.state.store, app.state.personalizer, app.state.metrics, app.state.worker = store, personalizer, metrics, worker
 
     @app.exception_handler(StoreError)
     def _store_error(_: Request, exc: StoreError) -> JSONResponse:
@@ -151,9 +173,9 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
         return found
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    def healthz() -> dict[str, Any]:
         store.ping()
-        return {"status": "ok", "method": personalizer.method_name}
+        return {"status": "ok", "method": personalizer.method_name, "derived_queue": store.queue()}
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -167,7 +189,7 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
     @app.post("/v1/chat/completions", response_model=None)
     def chat(body: ChatRequest, tenant_id: str = Depends(tenant)) -> Any:
         messages = [m.model_dump() for m in body.messages]
-        profile = store.items(tenant_id, body.user) if body.user else []
+        profile = store.items(tenant_id, body.user, embeddings) if body.user else []
         try:
             result = personalizer.answer(messages, profile, body.max_completion_tokens or body.max_tokens,
                                          personalize=body.user is not None)
@@ -202,7 +224,8 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
 
     @app.get("/v1/users/{user}/history")
     def list_history(user: str, tenant_id: str = Depends(tenant)) -> dict[str, Any]:
-        return {"user": user, "items": store.items(tenant_id, user)}
+        items = [{k: v for k, v in item.items() if k != "_embedding"} for item in store.items(tenant_id, user, embeddings)]
+        return {"user": user, "items": items}
 
     @app.delete("/v1/users/{user}/history/{item_id}")
     def delete_item(user: str, item_id: str, tenant_id: str = Depends(tenant)) -> dict[str, Any]:

@@ -24,7 +24,8 @@ class ServeConfig(BaseModel):
     base_llm_options: dict[str, Any] = Field(default_factory=dict)
     method: str | None = None                 # default: rpo when a reflection model is set, otherwise rag
     method_options: dict[str, Any] = Field(default_factory=dict)  # e.g. {reflection: runs/rpo/.../model.f16.gguf}
-    retriever: str = "bm25"
+    retriever: str = "bm25"                   # or dense[:ENCODER]: embeddings built in the background
+    derived_worker: bool = True               # run a derived-data worker thread in this process
     k: int = Field(4, ge=1)
     served_model: str = "personalign"         # the model name /v1/models lists
     max_request_bytes: int = Field(1_000_000, ge=1_000)

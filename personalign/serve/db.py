@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -70,6 +70,32 @@ class AnswerRecord(Base):
     fallback: Mapped[str] = mapped_column(String(64), default="")  # why the base answer was returned, if it was
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     __table_args__ = (Index("ix_answers_user", "tenant_id", "user_id", "created_at"),)
+
+
+class ItemEmbedding(Base):
+    """Derived data: one history item's embedding; it goes when its item goes (ON DELETE CASCADE)."""
+
+    __tablename__ = "item_embeddings"
+    item_pk: Mapped[int] = mapped_column(ForeignKey("history_items.pk", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(256))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class Job(Base):
+    """The durable queue of derived-data rebuilds: any service process may claim a queued job."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued, running, done, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str] = mapped_column(String(64), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 def make_engine(url: str) -> Engine:

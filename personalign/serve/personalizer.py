@@ -22,6 +22,7 @@ from personalign.errors import BackendError
 from personalign.methods import build_method
 from personalign.methods.base import MethodConfig
 from personalign.retrievers import get_retriever
+from personalign.retrievers.base import Retriever
 from personalign.serve.config import ServeConfig
 from personalign.tasks import get_task
 from personalign.tasks.filters import parse_reflection
@@ -62,12 +63,13 @@ class Result:
 class Personalizer:
     """Builds the base backend and the method once; answers requests (thread-safe)."""
 
-    def __init__(self, config: ServeConfig, base_llm: LLM | None = None, metrics: Any = None):
+    def __init__(self, config: ServeConfig, base_llm: LLM | None = None, metrics: Any = None,
+                 retriever: Retriever | None = None):
         self.config, self.metrics = config, metrics
         self.task = get_task(str(CHAT_TASK))
         self.llm = base_llm or get_llm(config.base_llm, **config.base_llm_options)
         self.method_name = config.method_name()
-        self.method = build_method(self.method_name, self.task, llm=self.llm, retriever=get_retriever(config.retriever),
+        self.method = build_method(self.method_name, self.task, llm=self.llm, retriever=retriever or get_retriever(config.retriever),
                                    config=MethodConfig(k=config.k), **config.method_options)
         # in-process models are not thread-safe; HTTP backends take concurrent requests
         self._lock = threading.Lock() if not getattr(self.llm, "asynchronous", False) else None

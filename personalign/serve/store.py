@@ -3,16 +3,21 @@ in the process, so several service processes can share one database."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+import numpy as np
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from personalign.serve.db import AnswerRecord, ApiKey, HistoryItem, Tenant, make_engine, migrate
+from personalign.serve.db import (AnswerRecord, ApiKey, HistoryItem, ItemEmbedding, Job, Tenant, make_engine, migrate,
+                                  now)
+
+LEASE_SECONDS = 300  # a running job not finished within this is taken over (its process died)
 
 
 class StoreError(Exception):
@@ -40,11 +45,12 @@ def _answer(row: AnswerRecord) -> dict[str, Any]:
 class Store:
     """The history store behind ``personalign serve``."""
 
-    def __init__(self, url: str, max_history_items: int = 10_000):
+    def __init__(self, url: str, max_history_items: int = 10_000, derived: tuple[str, ...] = ()):
+        """``derived``: the kinds of derived data kept for every user ("embed"); a change enqueues their rebuild."""
         self.engine = make_engine(url)
         migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.max_history_items = max_history_items
+        self.max_history_items, self.derived = max_history_items, derived
 
     def ping(self) -> None:
         with self.sessions() as session:
@@ -79,6 +85,7 @@ class Store:
             ids = [item.get("id") or uuid.uuid4().hex[:16] for item in items]
             session.add_all(HistoryItem(tenant_id=tenant, user_id=user, item_id=i, text=item["text"])
                             for i, item in zip(ids, items))
+            session.add_all(Job(tenant_id=tenant, user_id=user, kind=kind) for kind in self.derived)  # same commit
             try:
                 session.flush()
             except IntegrityError:
@@ -91,12 +98,22 @@ class Store:
                                                                     HistoryItem.user_id == user)
         return int(session.execute(query).scalar_one())
 
-    def items(self, tenant: str, user: str) -> list[dict[str, Any]]:
-        """A user's history, oldest first."""
+    def items(self, tenant: str, user: str, embeddings: str | None = None) -> list[dict[str, Any]]:
+        """A user's history, oldest first; with ``embeddings`` (a model id), each embedded item's ``_embedding``."""
         with self.sessions() as session:
-            rows = session.scalars(select(HistoryItem).where(HistoryItem.tenant_id == tenant, HistoryItem.user_id == user)
-                                   .order_by(HistoryItem.pk))
-            return [_item(r) for r in rows]
+            query = (select(HistoryItem, ItemEmbedding.vector)
+                     .outerjoin(ItemEmbedding, (ItemEmbedding.item_pk == HistoryItem.pk)
+                                & (ItemEmbedding.model_id == (embeddings or "")))
+                     .where(HistoryItem.tenant_id == tenant, HistoryItem.user_id == user).order_by(HistoryItem.pk))
+            out = []
+            for row, vector in session.execute(query):
+                item = _item(row)
+                if embeddings:
+                    item["embedded"] = vector is not None
+                    if vector is not None:
+                        item["_embedding"] = np.frombuffer(vector, dtype=np.float32)
+                out.append(item)
+            return out
 
     def users(self, tenant: str) -> list[dict[str, Any]]:
         with self.sessions() as session:
@@ -125,6 +142,7 @@ class Store:
                                                               HistoryItem.user_id == user)).rowcount
             answers = session.execute(delete(AnswerRecord).where(AnswerRecord.tenant_id == tenant,
                                                                  AnswerRecord.user_id == user)).rowcount
+            session.execute(delete(Job).where(Job.tenant_id == tenant, Job.user_id == user))
         return {"items": items, "answers": answers}
 
     # ---------------------------------------------------------------- answers
@@ -140,6 +158,68 @@ class Store:
                                                               AnswerRecord.user_id == user)
                                    .order_by(AnswerRecord.pk.desc()).limit(limit))
             return [_answer(r) for r in rows]
+
+    # ---------------------------------------------------------------- derived data and its queue
+
+    def claim_job(self, owner: str) -> dict[str, Any] | None:
+        """Take the oldest queued job (or one whose lease ran out); safe across processes sharing the store."""
+        stale = now() - dt.timedelta(seconds=LEASE_SECONDS)
+        with self.sessions.begin() as session:
+            candidate = session.scalars(select(Job).where((Job.status == "queued") |
+                                                          ((Job.status == "running") & (Job.claimed_at < stale)))
+                                        .order_by(Job.id).limit(1)).first()
+            if candidate is None:
+                return None
+            taken = session.execute(update(Job).where(Job.id == candidate.id, Job.status == candidate.status,
+                                                      Job.owner == candidate.owner)
+                                    .values(status="running", owner=owner, claimed_at=now(),
+                                            attempts=Job.attempts + 1)).rowcount
+            if not taken:
+                return None
+            return {"id": candidate.id, "tenant": candidate.tenant_id, "user": candidate.user_id,
+                    "kind": candidate.kind, "attempts": candidate.attempts + 1}
+
+    def finish_job(self, job_id: int, error: str = "", max_attempts: int = 3) -> None:
+        with self.sessions.begin() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                job.status = "done" if not error else ("failed" if job.attempts >= max_attempts else "queued")
+                job.error = error[:500]
+
+    def missing_embeddings(self, tenant: str, user: str, model_id: str) -> list[tuple[int, str]]:
+        """``(item pk, text)`` of a user's items without an embedding from ``model_id``."""
+        with self.sessions() as session:
+            done = select(ItemEmbedding.item_pk).where(ItemEmbedding.model_id == model_id)
+            rows = session.execute(select(HistoryItem.pk, HistoryItem.text).where(
+                HistoryItem.tenant_id == tenant, HistoryItem.user_id == user, HistoryItem.pk.not_in(done)))
+            return [(pk, text) for pk, text in rows]
+
+    def put_embeddings(self, model_id: str, rows: list[tuple[int, np.ndarray]]) -> int:
+        """Store embeddings; an item deleted meanwhile is skipped (its row would be orphaned)."""
+        stored = 0
+        for pk, vector in rows:
+            try:
+                with self.sessions.begin() as session:
+                    if session.get(HistoryItem, pk) is None:
+                        continue
+                    session.merge(ItemEmbedding(item_pk=pk, model_id=model_id,
+                                                vector=np.asarray(vector, dtype=np.float32).tobytes()))
+                stored += 1
+            except IntegrityError:  # deleted between the check and the insert
+                continue
+        return stored
+
+    def queue(self) -> dict[str, Any]:
+        """Queue depth and the age of the oldest waiting job (how stale derived data may be)."""
+        with self.sessions() as session:
+            counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+            oldest = session.execute(select(func.min(Job.created_at)).where(Job.status.in_(("queued", "running")))
+                                     ).scalar_one()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.timezone.utc)
+        return {"queued": counts.get("queued", 0), "running": counts.get("running", 0),
+                "failed": counts.get("failed", 0),
+                "oldest_seconds": (now() - oldest).total_seconds() if oldest is not None else 0.0}
 
     def export(self, tenant: str, user: str) -> dict[str, Any]:
         return {"user": user, "items": self.items(tenant, user), "answers": self.answers(tenant, user, limit=10**9)}
