@@ -168,8 +168,8 @@ def test_dense_embedding_cache_on_disk(tmp_path):
 
     second = get_retriever("dense", cache_dir=tmp_path)
     encoded: list[str] = []
-    original = second._encode
-    second._encode = lambda texts: encoded.extend(texts) or original(texts)
+    original = second.encode
+    second.encode = lambda texts: encoded.extend(texts) or original(texts)
     assert second.rank("guitar strings", PROFILE, TASK) == ranking
     assert encoded == []
     second.rank("a brand new query", PROFILE, TASK)
