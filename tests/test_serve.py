@@ -255,3 +255,66 @@ def test_dense_retrieval_uses_background_embeddings_from_a_durable_queue_and_del
     with sqlite3.connect(tmp_path / "personalign.db") as db:
         assert db.execute("select count(*) from item_embeddings").fetchone()[0] == 1  # the deleted item's is gone
         assert db.execute("select count(*) from history_items where text like '%felines%'").fetchone()[0] == 0
+
+
+@pytest.mark.model
+def test_two_service_processes_share_one_postgres_store(tmp_path):
+    """No process state: what one process adds, another lists, answers from, and deletes; jobs are claimed once."""
+    import subprocess
+    import sys
+
+    from postgres import postgres_server
+
+    with postgres_server() as url:
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        configs = []
+        for port in ports:
+            path = tmp_path / f"serve{port}.yaml"
+            path.write_text(f"store_url: '{url}'\nport: {port}\nretriever: dense\nk: 1\n"
+                            "base_llm_options: {n_ctx: 1024}\n")
+            configs.append(path)
+        cli = [sys.executable, "-m", "personalign.cli"]
+        made = subprocess.run(cli + ["tenant", "add", "acme", "--config", str(configs[0])], capture_output=True,
+                              text=True)
+        assert made.returncode == 0, made.stderr
+        key = made.stdout.split("API key ")[1].split()[0]
+        procs = [subprocess.Popen(cli + ["serve", "--config", str(c), "--log-level", "warning"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in configs]
+        try:
+            urls = [f"http://127.0.0.1:{p}" for p in ports]
+            for u, proc in zip(urls, procs):
+                deadline = time.monotonic() + 120
+                while True:
+                    assert proc.poll() is None, "a service process exited"
+                    try:
+                        if httpx.get(f"{u}/healthz", timeout=1).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline
+                    time.sleep(0.3)
+            cats, _ = add(urls[0], key, "alice", "I adore felines", "Quarterly tax forms")
+            add(urls[1], key, "bob", "I collect stamps")
+            _wait_embedded(urls[1], key, "alice", 2)  # built by whichever process claimed the job
+            reply = client(urls[1], key).chat.completions.create(
+                model="personalign", messages=[{"role": "user", "content": "tell me about cats"}], user="alice",
+                max_tokens=8)
+            assert reply.model_extra["personalign"]["retrieved_ids"] == [cats]
+            assert httpx.delete(f"{urls[1]}/v1/users/alice", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+            left = httpx.get(f"{urls[0]}/v1/users", headers={"Authorization": f"Bearer {key}"}).json()["users"]
+            assert left == [{"user": "bob", "items": 1}]
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=20)
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as db:
+            jobs = db.execute(sqlalchemy.text("select status, attempts from jobs")).all()
+        engine.dispose()
+        assert jobs == [("done", 1)]  # bob's job; alice's went with her, and none ran twice

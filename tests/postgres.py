@@ -1,0 +1,48 @@
+"""A throwaway PostgreSQL server for tests (initdb into a temp folder, a Unix socket, a free port)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+BIN = next((p for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None) \
+    if Path("/usr/lib/postgresql").is_dir() else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """Postgres refuses to run as root: run it as the 'postgres' user when we are root."""
+    return ["runuser", "-u", "postgres", "--"] + cmd if os.geteuid() == 0 else cmd
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield an SQLAlchemy URL of a fresh database; skip when PostgreSQL or psycopg is missing."""
+    pytest.importorskip("psycopg", reason="pip install 'psycopg[binary]' to test the Postgres store")
+    if BIN is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
+        pytest.skip("PostgreSQL server binaries not installed (apt install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="personalign-pg-"))  # pytest's tmp_path is not reachable by 'postgres'
+    os.chmod(root, 0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda cmd: subprocess.run(_as_postgres(cmd), check=True, capture_output=True, text=True)  # noqa: E731
+    run([str(BIN / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "postgres", "--no-sync"])
+    run([str(BIN / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
+         f"-k {root} -p {port} -c listen_addresses='' -c fsync=off", "start"])
+    try:
+        run([str(BIN / "createdb"), "-h", str(root), "-p", str(port), "-U", "postgres", "personalign"])
+        yield f"postgresql+psycopg://postgres@/personalign?host={root}&port={port}"
+    finally:
+        subprocess.run(_as_postgres([str(BIN / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
