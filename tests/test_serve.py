@@ -318,3 +318,96 @@ def test_two_service_processes_share_one_postgres_store(tmp_path):
             jobs = db.execute(sqlalchemy.text("select status, attempts from jobs")).all()
         engine.dispose()
         assert jobs == [("done", 1)]  # bob's job; alice's went with her, and none ran twice
+
+
+def test_a_store_of_the_previous_schema_upgrades_without_losing_data(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    from personalign.serve.db import MIGRATIONS, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:  # the first schema, as an older release created it
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.exec_driver_sql("insert into tenants (id) values ('acme')")
+        connection.exec_driver_sql("insert into api_keys (key_sha256, tenant_id) values ('h', 'acme')")
+        connection.exec_driver_sql("insert into history_items (tenant_id, user_id, item_id, text, created_at) "
+                                   "values ('acme', 'alice', 'i1', 'kept across the upgrade', '2026-01-01 00:00:00')")
+        assert "item_embeddings" not in {r[0] for r in connection.exec_driver_sql(
+            "select name from sqlite_master where type='table'")}
+    engine.dispose()
+    store = Store(url, derived=("embed",))  # opening it upgrades to head
+    assert [i["text"] for i in store.items("acme", "alice")] == ["kept across the upgrade"]
+    store.add_items("acme", "alice", [{"text": "new"}])
+    assert store.queue()["queued"] == 1  # the new table works
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0002"
+
+
+@pytest.mark.model
+def test_kill_9_during_writes_loses_no_acknowledged_item(tmp_path):
+    """Writers add items while the server is killed with SIGKILL; after a restart every acknowledged id is there."""
+    import signal
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nport: {port}\n")
+    cli = [sys.executable, "-m", "personalign.cli"]
+    key = subprocess.run(cli + ["tenant", "add", "acme", "--config", str(config)], capture_output=True,
+                         text=True).stdout.split("API key ")[1].split()[0]
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen:
+        proc = subprocess.Popen(cli + ["serve", "--config", str(config), "--log-level", "warning"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+
+    acknowledged: list[str] = []
+    proc = start()
+
+    def writer(n: int) -> None:
+        for i in range(1000):
+            try:
+                reply = httpx.post(f"{url}/v1/users/u{n}/history", json={"items": [{"text": f"w{n} item {i}"}]},
+                                   headers={"Authorization": f"Bearer {key}"}, timeout=5)
+            except httpx.TransportError:
+                return  # the server is gone
+            if reply.status_code == 201:
+                acknowledged.extend(reply.json()["ids"])
+
+    with ThreadPoolExecutor(4) as pool:
+        for n in range(4):
+            pool.submit(writer, n)
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 10 and time.monotonic() < deadline:  # kill in the middle of the writes
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(acknowledged) >= 10
+    proc = start()
+    try:
+        stored = set()
+        for n in range(4):
+            reply = httpx.get(f"{url}/v1/users/u{n}/history", headers={"Authorization": f"Bearer {key}"})
+            stored |= {i["id"] for i in reply.json()["items"]}
+        assert set(acknowledged) <= stored
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
