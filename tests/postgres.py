@@ -22,9 +22,23 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--"] + cmd if os.geteuid() == 0 else cmd
 
 
+class PostgresServer:
+    """A running throwaway server; ``database()`` makes a fresh, empty database and returns its URL."""
+
+    def __init__(self, socket_dir: Path, port: int):
+        self.socket_dir, self.port, self.count = socket_dir, port, 0
+
+    def database(self) -> str:
+        self.count += 1
+        name = f"personalign{self.count}"
+        subprocess.run(_as_postgres([str(BIN / "createdb"), "-h", str(self.socket_dir), "-p", str(self.port),
+                                     "-U", "postgres", name]), check=True, capture_output=True)
+        return f"postgresql+psycopg://postgres@/{name}?host={self.socket_dir}&port={self.port}"
+
+
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield an SQLAlchemy URL of a fresh database; skip when PostgreSQL or psycopg is missing."""
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a server (``database()`` gives URLs); skip when PostgreSQL or psycopg is missing."""
     pytest.importorskip("psycopg", reason="pip install 'psycopg[binary]' to test the Postgres store")
     if BIN is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
         pytest.skip("PostgreSQL server binaries not installed (apt install postgresql)")
@@ -40,8 +54,7 @@ def postgres_server() -> Iterator[str]:
     run([str(BIN / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
          f"-k {root} -p {port} -c listen_addresses='' -c fsync=off", "start"])
     try:
-        run([str(BIN / "createdb"), "-h", str(root), "-p", str(port), "-U", "postgres", "personalign"])
-        yield f"postgresql+psycopg://postgres@/personalign?host={root}&port={port}"
+        yield PostgresServer(root, port)
     finally:
         subprocess.run(_as_postgres([str(BIN / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"]),
                        capture_output=True)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+import sqlalchemy
 from fakes import FakeEchoLLM
 
 openai = pytest.importorskip("openai")
@@ -43,14 +44,25 @@ def running(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-@pytest.fixture
-def service(tmp_path):
-    config = ServeConfig(data_dir=str(tmp_path), max_history_items=5, max_request_bytes=4000)
+@pytest.fixture(scope="session")
+def postgres():
+    from postgres import postgres_server
+
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def service(request, tmp_path):
+    """A running app on SQLite, then the same on a real PostgreSQL server (skipped when it cannot start)."""
+    url = request.getfixturevalue("postgres").database() if request.param == "postgres" else None
+    config = ServeConfig(data_dir=str(tmp_path), store_url=url, max_history_items=5, max_request_bytes=4000)
     store = Store(config.store(), config.max_history_items)
     keys = {"acme": store.add_tenant("acme"), "globex": store.add_tenant("globex")}
     llm = FakeEchoLLM()
     with running(create_app(config, base_llm=llm, store=store)) as url:
-        yield url, keys, llm, config
+        yield url, keys, llm, config, store
+    store.engine.dispose()
 
 
 def client(url: str, key: str):
@@ -71,7 +83,7 @@ def ask(url: str, key: str, user: str | None, text: str):
 
 
 def test_completion_is_personalized_from_the_users_history_and_streams_the_same(service):
-    url, keys, llm, _ = service
+    url, keys, llm, _, store = service
     add(url, keys["acme"], "alice", "I always write in lowercase, no emojis", "I love short answers about cats")
     reply = ask(url, keys["acme"], "alice", "tell me about cats")
     content = reply.choices[0].message.content
@@ -88,7 +100,7 @@ def test_completion_is_personalized_from_the_users_history_and_streams_the_same(
 
 
 def test_tenants_see_only_their_own_users(service):
-    url, keys, llm, _ = service
+    url, keys, llm, _, store = service
     add(url, keys["acme"], "alice", "acme secret: alice prefers tea")
     assert "alice prefers tea" not in ask(url, keys["globex"], "alice", "what do I prefer?").choices[0].message.content
     headers = {"Authorization": f"Bearer {keys['globex']}"}
@@ -100,7 +112,7 @@ def test_tenants_see_only_their_own_users(service):
 
 
 def test_delete_erases_the_item_and_the_answers_made_from_it_and_one_user_only(service):
-    url, keys, llm, _ = service
+    url, keys, llm, _, store = service
     acme = {"Authorization": f"Bearer {keys['acme']}"}
     secret, kept = add(url, keys["acme"], "alice", "my password hint is pineapple", "i like jazz")
     add(url, keys["acme"], "bob", "bob likes pineapple pizza")
@@ -116,10 +128,16 @@ def test_delete_erases_the_item_and_the_answers_made_from_it_and_one_user_only(s
     assert httpx.get(f"{url}/v1/users", headers=acme).json()["users"] == [{"user": "bob", "items": 1}]
     globex = httpx.get(f"{url}/v1/users/alice/history", headers={"Authorization": f"Bearer {keys['globex']}"})
     assert len(globex.json()["items"]) == 1  # the same user name in another tenant is untouched
+    with store.engine.connect() as db:  # read the storage itself: nothing of acme's alice is left anywhere
+        for table, column in (("history_items", "text"), ("answers", "query"), ("answers", "final")):
+            rows = db.exec_driver_sql(f"select count(*) from {table} where tenant_id = 'acme' and user_id = 'alice'")
+            assert rows.scalar_one() == 0, (table, column)
+        leftover = db.execute(sqlalchemy.text("select count(*) from history_items where text like :t"), {"t": "%hint%"})
+        assert leftover.scalar_one() == 0
 
 
 def test_errors_come_in_the_openai_shape_with_the_right_status(service):
-    url, keys, _, config = service
+    url, keys, _, config, _ = service
     with pytest.raises(openai.AuthenticationError):
         ask(url, "pa-wrong", "alice", "hi")
     with pytest.raises(openai.APIStatusError) as big:
@@ -222,6 +240,12 @@ def test_personalign_serve_as_a_user_runs_it(tmp_path):
         proc.wait(timeout=20)
 
 
+def postgres_server_or_skip():
+    from postgres import postgres_server
+
+    return postgres_server()
+
+
 def _wait_embedded(url: str, key: str, user: str, count: int, seconds: float = 60) -> list[dict]:
     deadline = time.monotonic() + seconds
     while True:
@@ -263,9 +287,9 @@ def test_two_service_processes_share_one_postgres_store(tmp_path):
     import subprocess
     import sys
 
-    from postgres import postgres_server
-
-    with postgres_server() as url:
+    with_server = postgres_server_or_skip()
+    with with_server as server:
+        url = server.database()
         ports = []
         for _ in range(2):
             with socket.socket() as s:
@@ -311,8 +335,6 @@ def test_two_service_processes_share_one_postgres_store(tmp_path):
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=20)
-        import sqlalchemy
-
         engine = sqlalchemy.create_engine(url)
         with engine.connect() as db:
             jobs = db.execute(sqlalchemy.text("select status, attempts from jobs")).all()
