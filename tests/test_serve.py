@@ -433,3 +433,23 @@ def test_kill_9_during_writes_loses_no_acknowledged_item(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_trace_viewer_shows_a_users_trace_in_headless_chromium(tmp_path):
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt install chromium)")
+    config = ServeConfig(data_dir=str(tmp_path))
+    store = Store(config.store())
+    key = store.add_tenant("acme")
+    with running(create_app(config, base_llm=FakeEchoLLM(), store=store)) as url:
+        add(url, key, "alice", "I write haiku about the sea")
+        ask(url, key, "alice", "write me a poem")
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
+                              "--dump-dom", f"{url}/viewer#key={key}&user=alice"], capture_output=True, text=True,
+                             timeout=120).stdout
+    assert "alice: recent answers" in dom and "I write haiku about the sea" in dom  # history and retrieved item
+    assert "write me a poem" in dom and "echo: " in dom  # the query and the final answer, side by side
