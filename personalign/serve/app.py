@@ -37,6 +37,9 @@ class Metrics:
                                  registry=self.registry)
         self.stage_requests = Counter("personalign_stage_requests_total", "LLM stages run, by stage", ["stage"],
                                       registry=self.registry)
+        self.stage_seconds = Histogram("personalign_stage_seconds", "Seconds per stage of a completion: store_read, "
+                                       "personalize (retrieval and LLM calls), store_write", ["stage"],
+                                       registry=self.registry)
         self.fallbacks = Counter("personalign_fallbacks_total", "Base answers returned because personalization "
                                  "failed, by reason", ["reason"], registry=self.registry)
         self.upstream_errors = Counter("personalign_upstream_errors_total", "Base-model errors and timeouts",
@@ -97,7 +100,8 @@ def completion_body(result: Result, model: str) -> dict[str, Any]:
 
 def trace_body(result: Result) -> dict[str, Any]:
     return {"base_answer": result.base_answer, "retrieved_ids": result.retrieved_ids, "thinking": result.thinking,
-            "fallback": result.fallback, "stages": result.stages, "seconds": round(result.seconds, 3)}
+            "fallback": result.fallback, "stages": result.stages, "seconds": round(result.seconds, 3),
+            "timings": result.timings}
 
 
 def stream_chunks(result: Result, model: str, size: int = 16):
@@ -132,6 +136,9 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
     personalizer = Personalizer(config, base_llm=base_llm, metrics=metrics, retriever=retriever)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import anyio
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads  # concurrent sync requests
         if worker:
             worker.start()
         yield
@@ -189,13 +196,17 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
     @app.post("/v1/chat/completions", response_model=None)
     def chat(body: ChatRequest, tenant_id: str = Depends(tenant)) -> Any:
         messages = [m.model_dump() for m in body.messages]
+        start = time.perf_counter()
         profile = store.items(tenant_id, body.user, embeddings) if body.user else []
+        timings = {"store_read": time.perf_counter() - start}
         try:
             result = personalizer.answer(messages, profile, body.max_completion_tokens or body.max_tokens,
                                          personalize=body.user is not None)
         except UpstreamError as exc:
             metrics.upstream_errors.inc()
             return error(502, f"the base model failed: {exc}", "upstream_error", "api_error")
+        timings["personalize"] = result.seconds
+        start = time.perf_counter()
         for stage in result.stages:
             metrics.stage_requests.labels(stage=stage).inc()
         if body.user:
@@ -204,6 +215,10 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
                 "query": messages[-1].get("content") if isinstance(messages[-1].get("content"), str) else "",
                 "base_answer": result.base_answer, "retrieved_ids": result.retrieved_ids,
                 "thinking": result.thinking, "final": result.text, "fallback": result.fallback})
+        timings["store_write"] = time.perf_counter() - start
+        for stage, seconds in timings.items():
+            metrics.stage_seconds.labels(stage=stage).observe(seconds)
+        result.timings = {k: round(v, 4) for k, v in timings.items()}
         if body.stream:
             return StreamingResponse(stream_chunks(result, body.model), media_type="text/event-stream")
         return completion_body(result, body.model)

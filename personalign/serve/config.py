@@ -28,6 +28,7 @@ class ServeConfig(BaseModel):
     derived_worker: bool = True               # run a derived-data worker thread in this process
     k: int = Field(4, ge=1)
     served_model: str = "personalign"         # the model name /v1/models lists
+    threads: int = Field(64, ge=1)             # requests handled at once (HTTP base models: set their concurrency too)
     max_request_bytes: int = Field(1_000_000, ge=1_000)
     max_history_items: int = Field(10_000, ge=1)
     max_item_chars: int = Field(20_000, ge=1)

@@ -58,6 +58,7 @@ class Result:
     completion_tokens: int = 0
     stages: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per service stage (set by the app)
 
 
 class Personalizer:
