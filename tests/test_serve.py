@@ -7,10 +7,13 @@ one integration test runs the real bundled model.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,12 +28,16 @@ from personalign.serve.config import ServeConfig, load_serve_config  # noqa: E40
 from personalign.serve.store import Store  # noqa: E402
 
 
-@contextmanager
-def running(app) -> Iterator[str]:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app) -> Iterator[str]:
+    """The app under a real uvicorn server on a free loopback port (in a thread); yields its URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -38,10 +45,42 @@ def running(app) -> Iterator[str]:
         assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.config.port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+CLI = [sys.executable, "-m", "personalign.cli"]
+
+
+def tenant_key(config: Path, name: str = "acme") -> str:
+    """``personalign tenant add``: the key it prints once."""
+    made = subprocess.run(CLI + ["tenant", "add", name, "--config", str(config)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.split("API key ")[1].split()[0]
+
+
+def serve_process(config: Path, url: str) -> subprocess.Popen:
+    """``personalign serve --config`` in its own process, once its /healthz answers."""
+    proc = subprocess.Popen(CLI + ["serve", "--config", str(config), "--log-level", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, "personalign serve exited"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "personalign serve did not start"
+        time.sleep(0.2)
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")
@@ -206,38 +245,18 @@ def test_real_bundled_model_behind_the_service(tmp_path):
 @pytest.mark.model
 def test_personalign_serve_as_a_user_runs_it(tmp_path):
     """``personalign tenant add`` then ``personalign serve --config`` in its own process, on the embedded model."""
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = tmp_path / "serve.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\nport: {port}\nbase_llm_options: {{n_ctx: 2048}}\n")
-    cli = [sys.executable, "-m", "personalign.cli"]
-    made = subprocess.run(cli + ["tenant", "add", "acme", "--config", str(config)], capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    key = made.stdout.split("API key ")[1].split()[0]
-    proc = subprocess.Popen(cli + ["serve", "--config", str(config), "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    key, url = tenant_key(config), f"http://127.0.0.1:{port}"
+    proc = serve_process(config, url)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "personalign serve did not start"
-            time.sleep(0.3)
-        add(f"http://127.0.0.1:{port}", key, "alice", "I answer in one short sentence.")
-        reply = client(f"http://127.0.0.1:{port}", key).chat.completions.create(
+        add(url, key, "alice", "I answer in one short sentence.")
+        reply = client(url, key).chat.completions.create(
             model="personalign", messages=[{"role": "user", "content": "Name a fruit."}], user="alice", max_tokens=16)
         assert reply.choices[0].message.content.strip() and reply.model_extra["personalign"]["retrieved_ids"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 def postgres_server_or_skip():
@@ -284,43 +303,18 @@ def test_dense_retrieval_uses_background_embeddings_from_a_durable_queue_and_del
 @pytest.mark.model
 def test_two_service_processes_share_one_postgres_store(tmp_path):
     """No process state: what one process adds, another lists, answers from, and deletes; jobs are claimed once."""
-    import subprocess
-    import sys
-
-    with_server = postgres_server_or_skip()
-    with with_server as server:
+    with postgres_server_or_skip() as server:
         url = server.database()
-        ports = []
-        for _ in range(2):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                ports.append(s.getsockname()[1])
+        ports = [free_port(), free_port()]
         configs = []
         for port in ports:
             path = tmp_path / f"serve{port}.yaml"
             path.write_text(f"store_url: '{url}'\nport: {port}\nretriever: dense\nk: 1\n"
                             "base_llm_options: {n_ctx: 1024}\n")
             configs.append(path)
-        cli = [sys.executable, "-m", "personalign.cli"]
-        made = subprocess.run(cli + ["tenant", "add", "acme", "--config", str(configs[0])], capture_output=True,
-                              text=True)
-        assert made.returncode == 0, made.stderr
-        key = made.stdout.split("API key ")[1].split()[0]
-        procs = [subprocess.Popen(cli + ["serve", "--config", str(c), "--log-level", "warning"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in configs]
+        key, urls = tenant_key(configs[0]), [f"http://127.0.0.1:{p}" for p in ports]
+        procs = [serve_process(c, u) for c, u in zip(configs, urls)]
         try:
-            urls = [f"http://127.0.0.1:{p}" for p in ports]
-            for u, proc in zip(urls, procs):
-                deadline = time.monotonic() + 120
-                while True:
-                    assert proc.poll() is None, "a service process exited"
-                    try:
-                        if httpx.get(f"{u}/healthz", timeout=1).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert time.monotonic() < deadline
-                    time.sleep(0.3)
             cats, _ = add(urls[0], key, "alice", "I adore felines", "Quarterly tax forms")
             add(urls[1], key, "bob", "I collect stamps")
             _wait_embedded(urls[1], key, "alice", 2)  # built by whichever process claimed the job
@@ -332,9 +326,7 @@ def test_two_service_processes_share_one_postgres_store(tmp_path):
             left = httpx.get(f"{urls[0]}/v1/users", headers={"Authorization": f"Bearer {key}"}).json()["users"]
             assert left == [{"user": "bob", "items": 1}]
         finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=20)
+            stop(*procs)
         engine = sqlalchemy.create_engine(url)
         with engine.connect() as db:
             jobs = db.execute(sqlalchemy.text("select status, attempts from jobs")).all()
@@ -374,33 +366,13 @@ def test_a_store_of_the_previous_schema_upgrades_without_losing_data(tmp_path):
 def test_kill_9_during_writes_loses_no_acknowledged_item(tmp_path):
     """Writers add items while the server is killed with SIGKILL; after a restart every acknowledged id is there."""
     import signal
-    import subprocess
-    import sys
     from concurrent.futures import ThreadPoolExecutor
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = tmp_path / "serve.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\nport: {port}\n")
-    cli = [sys.executable, "-m", "personalign.cli"]
-    key = subprocess.run(cli + ["tenant", "add", "acme", "--config", str(config)], capture_output=True,
-                         text=True).stdout.split("API key ")[1].split()[0]
-    url = f"http://127.0.0.1:{port}"
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen(cli + ["serve", "--config", str(config), "--log-level", "warning"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
-
+    key, url = tenant_key(config), f"http://127.0.0.1:{port}"
+    start = lambda: serve_process(config, url)  # noqa: E731
     acknowledged: list[str] = []
     proc = start()
 
@@ -431,13 +403,11 @@ def test_kill_9_during_writes_loses_no_acknowledged_item(tmp_path):
             stored |= {i["id"] for i in reply.json()["items"]}
         assert set(acknowledged) <= stored
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
 
 
 def test_trace_viewer_shows_a_users_trace_in_headless_chromium(tmp_path):
     import shutil
-    import subprocess
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
