@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from personalign.tasks.filters import parse_reflection
 from personalign.types import Example, GenParams
 
 CHAT_TASK = Path(__file__).parent / "chat.yaml"
+LOG = logging.getLogger("personalign.serve")
 
 
 class UpstreamError(Exception):
@@ -86,6 +88,7 @@ class Personalizer:
             with self._locked():
                 completion = self.llm.chat_batch([chat], params)[0]
         except BackendError as exc:
+            LOG.warning("base model failed: %s", exc)
             raise UpstreamError(str(exc)) from None
         return completion.text, completion.prompt_tokens, completion.completion_tokens
 
@@ -109,10 +112,12 @@ class Personalizer:
                 answer = method.answer(example, profile)
             final = method.final(answer)
         except BackendError as exc:
+            LOG.warning("base model failed: %s", exc)
             raise UpstreamError(str(exc)) from None
         except Exception as exc:  # personalization failed: the base answer, logged and counted
             if not self.config.fallback_to_base:
                 raise
+            LOG.warning("personalization failed (%s: %s); answering with the base answer", type(exc).__name__, exc)
             if self.metrics:
                 self.metrics.fallbacks.labels(reason=type(exc).__name__).inc()
             text, prompt, completion = self.base(messages, max_tokens)
