@@ -172,7 +172,8 @@ class RLTrainer(Generic[P]):
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the config, the initial model's content, the prompts."""
         prompts = json.dumps([p if isinstance(p, dict) else asdict(p) for p in self.prompts], sort_keys=True)  # type: ignore[call-overload]
-        return {"config": asdict(self.config), "init_model": _model_identity(self.init_model),
+        config = {k: v for k, v in asdict(self.config).items() if k not in ("report_to", "save_every")}  # no effect on results
+        return {"config": config, "init_model": _model_identity(self.init_model),
                 "prompts_sha256": hashlib.sha256(prompts.encode()).hexdigest(), **self.extra_fingerprint}
 
     def _setup(self, resume: bool) -> Path | None:
