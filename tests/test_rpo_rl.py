@@ -307,6 +307,7 @@ def test_rl_stage_runs_under_accelerate_launch(tmp_path):
     prompts = tmp_path / "runs" / "LaMP_2" / "trajectories" / "rl_prompts.jsonl"
     prompts.parent.mkdir(parents=True)
     prompts.write_text("".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in PROMPTS))
+    (prompts.parent / "manifest.json").write_text(json.dumps({"data_sha256": "test"}))  # the stage reads no data
     config = {"task": "LaMP_2", "out": str(tmp_path / "runs"), "skip_sft": True, "threads": 1,
               "trajectories": {"item_max_words": 8},
               "rl": {"samples_per_prompt": 2, "max_new_tokens": 8, "epochs": 1, "prompts_per_step": 1,
