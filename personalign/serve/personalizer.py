@@ -7,6 +7,7 @@ The service's backends run without an answer cache, so a deleted history item ca
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -75,17 +76,14 @@ class Personalizer:
         self.method = build_method(self.method_name, self.task, llm=self.llm, retriever=retriever or get_retriever(config.retriever),
                                    config=MethodConfig(k=config.k), **config.method_options)
         # in-process models are not thread-safe; HTTP backends take concurrent requests
-        self._lock = threading.Lock() if not getattr(self.llm, "asynchronous", False) else None
-
-    def _locked(self) -> Any:
-        return self._lock if self._lock is not None else _NoLock()
+        self._lock: Any = threading.Lock() if not getattr(self.llm, "asynchronous", False) else contextlib.nullcontext()
 
     def base(self, messages: list[dict[str, Any]], max_tokens: int | None) -> tuple[str, int, int]:
         """The base model's answer to the conversation as sent (no personalization)."""
         params = GenParams(max_tokens=max_tokens or self.task.max_new_tokens)
         chat = [{"role": m["role"], "content": message_text(m.get("content"))} for m in messages]
         try:
-            with self._locked():
+            with self._lock:
                 completion = self.llm.chat_batch([chat], params)[0]
         except BackendError as exc:
             LOG.warning("base model failed: %s", exc)
@@ -108,7 +106,7 @@ class Personalizer:
             method = copy.copy(self.method)
             method.config = dataclasses.replace(self.method.config, max_new_tokens=max_tokens)
         try:
-            with self._locked():
+            with self._lock:
                 answer = method.answer(example, profile)
             final = method.final(answer)
         except BackendError as exc:
@@ -138,10 +136,3 @@ class Personalizer:
         if hasattr(self.llm, "close"):
             self.llm.close()
 
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: Any) -> None:
-        return None
