@@ -63,7 +63,7 @@ def requantized(path: Path, quant: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype, params.allow_requantize, params.nthread = getattr(llama_cpp, QUANT_TYPES[quant]), True, os.cpu_count()
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(f".{os.getpid()}.partial")  # two processes converting at once do not collide
     with quiet_stderr():
         status = llama_cpp.llama_model_quantize(str(path).encode(), str(partial).encode(), ctypes.byref(params))
     if status != 0:

@@ -87,7 +87,7 @@ def export_gguf(model_dir: str | Path, out: str | Path | None = None, out_type: 
         raise ConfigError(f"unknown GGUF type '{out_type}'; choose from: {', '.join(OUT_TYPES)}")
     out = Path(out) if out else model_dir.with_name(f"{model_dir.name}.{out_type}.gguf")
     script = converter_script()
-    partial = out.with_name(out.name + ".partial")
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parent / "gguf-py"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(script), str(model_dir), "--outfile", str(partial), "--outtype", out_type],
                           capture_output=True, text=True, env=env)
