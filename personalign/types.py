@@ -18,6 +18,7 @@ class Example:
     profile: list[ProfileItem] = field(default_factory=list)
     user_id: str | None = None
     date: str | None = None
+    derived: dict[str, str] = field(default_factory=dict)  # stored per-user artefacts, e.g. a "profile_summary"
 
 
 @dataclass

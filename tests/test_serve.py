@@ -138,6 +138,87 @@ def test_completion_is_personalized_from_the_users_history_and_streams_the_same(
     assert [m.id for m in models.data] == ["personalign"]
 
 
+def test_earlier_turns_of_a_conversation_reach_the_method(service):
+    url, keys, llm, _, _ = service
+    add(url, keys["acme"], "alice", "I love short answers about cats")
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "my cat is called Miso"},
+                {"role": "assistant", "content": "nice name"}, {"role": "user", "content": "what is her name?"}]
+    reply = client(url, keys["acme"]).chat.completions.create(model="personalign", messages=messages, user="alice")
+    prompt = llm.prompts[-1]
+    assert "user: my cat is called Miso" in prompt and "assistant: nice name" in prompt
+    assert prompt.index("Miso") < prompt.index("The user's new message: what is her name?")
+    assert "I love short answers about cats" in reply.choices[0].message.content
+
+
+def summary_app(tmp_path, store_url=None):
+    """A PAG service whose summaries a test builds by hand (no worker thread): app, store, worker, key."""
+    from personalign.serve.derived import DerivedWorker, SummaryBuilder
+
+    config = ServeConfig(data_dir=str(tmp_path), store_url=store_url, method="pag", derived_worker=False)
+    store = Store(config.store())
+    app = create_app(config, base_llm=FakeEchoLLM(), store=store)
+    assert store.derived == ("summary",) and app.state.worker is None
+    worker = DerivedWorker(store, [SummaryBuilder(app.state.personalizer.method, app.state.personalizer.lock)])
+    return app, store, worker, store.add_tenant("acme")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_pag_summaries_are_versioned_derived_data_and_deleting_an_item_removes_every_version_built_from_it(
+        tmp_path, request, backend):
+    store_url = request.getfixturevalue("postgres").database() if backend == "postgres" else None
+    app, store, worker, key = summary_app(tmp_path, store_url)
+    auth = {"Authorization": f"Bearer {key}"}
+    with running(app) as url:
+        secret, = add(url, key, "alice", "my secret is pineapple")
+        add(url, key, "alice", "i like jazz")
+        assert store.queue()["queued"] == 1  # one rebuild waits for both adds
+        before = ask(url, key, "alice", "music?").model_extra["personalign"]
+        assert before["summary_version"] is None and "summary" not in before["stages"]  # it never waits for a build
+        assert worker.run_once()["kind"] == "summary" and worker.run_once() is None
+        built = store.summary("acme", "alice")
+        assert "pineapple" in built["text"] and built["items"] == 2
+        reply = ask(url, key, "alice", "music?")
+        assert reply.model_extra["personalign"]["summary_version"] == built["version"]
+        assert "About this user: " + built["text"] in app.state.personalizer.llm.prompts[-1]
+        for text in ("i play piano", "i hate noise"):  # two more versions; only the newest two are kept
+            add(url, key, "alice", text)
+            worker.run_once()
+        newest = store.summary("acme", "alice")["version"]
+        assert newest > built["version"]
+        with store.engine.connect() as db:
+            assert db.exec_driver_sql("select count(*) from user_summaries").scalar_one() == 2
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'personalign_derived_lookups_total{kind="summary",result="miss"} 1.0' in metrics
+        assert 'personalign_derived_lookups_total{kind="summary",result="hit"} 1.0' in metrics
+        ask(url, key, "alice", "music?")  # an answer that used the newest summary
+        assert store.answers("acme", "alice")[0]["summary_version"] == newest
+        deleted = httpx.delete(f"{url}/v1/users/alice/history/{secret}", headers=auth).json()
+        assert deleted["answers_deleted"] == 3  # each retrieved the item or used a summary built from it
+        assert store.summary("acme", "alice") is None  # every kept version was built from the deleted item
+        ask(url, key, "alice", "music?")
+        assert "pineapple" not in app.state.personalizer.llm.prompts[-1]
+        worker.run_once()  # the rebuild the delete queued
+        rebuilt = store.summary("acme", "alice")
+        assert rebuilt["version"] > newest and "pineapple" not in rebuilt["text"] and rebuilt["items"] == 3
+        with store.engine.connect() as db:  # the storage itself
+            texts = [row[0] for row in db.exec_driver_sql("select text from user_summaries")]
+        assert len(texts) == 1 and not any("pineapple" in t for t in texts)
+        assert "pineapple" not in str(httpx.get(f"{url}/v1/users/alice/export", headers=auth).json())
+        deleted = httpx.delete(f"{url}/v1/users/alice", headers=auth).json()["deleted"]
+        assert deleted == {"items": 3, "answers": 1, "summaries": 1}
+    store.engine.dispose()
+
+
+def test_a_summary_built_from_an_item_deleted_meanwhile_is_not_stored(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 's.db'}", derived=("summary",))
+    store.add_tenant("acme")
+    ids = store.add_items("acme", "alice", [{"text": "a"}, {"text": "b"}])
+    source = store.summary_source("acme", "alice", limit=10)
+    store.delete_item("acme", "alice", ids[0])  # while the summary was being written
+    assert store.put_summary("acme", "alice", "m", "summary of a and b", [i["_pk"] for i in source]) is None
+    assert store.summary("acme", "alice") is None
+
+
 def test_tenants_see_only_their_own_users(service):
     url, keys, llm, _, store = service
     add(url, keys["acme"], "alice", "acme secret: alice prefers tea")
@@ -163,7 +244,8 @@ def test_delete_erases_the_item_and_the_answers_made_from_it_and_one_user_only(s
     export = httpx.get(f"{url}/v1/users/alice/export", headers=acme).json()
     assert "pineapple" not in str(export) and [i["id"] for i in export["items"]] == [kept]
     assert "password hint" not in ask(url, keys["acme"], "alice", "pineapple?").choices[0].message.content
-    assert httpx.delete(f"{url}/v1/users/alice", headers=acme).json()["deleted"] == {"items": 1, "answers": 1}
+    assert httpx.delete(f"{url}/v1/users/alice", headers=acme).json()["deleted"] == {"items": 1, "answers": 1,
+                                                                                      "summaries": 0}
     assert httpx.get(f"{url}/v1/users", headers=acme).json()["users"] == [{"user": "bob", "items": 1}]
     globex = httpx.get(f"{url}/v1/users/alice/history", headers={"Authorization": f"Bearer {keys['globex']}"})
     assert len(globex.json()["items"]) == 1  # the same user name in another tenant is untouched
@@ -359,7 +441,7 @@ def test_a_store_of_the_previous_schema_upgrades_without_losing_data(tmp_path):
     store.add_items("acme", "alice", [{"text": "new"}])
     assert store.queue()["queued"] == 1  # the new table works
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0002"
+        assert connection.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0003"
 
 
 @pytest.mark.model

@@ -2,6 +2,8 @@
 
 The summary is one more request. The LLM cache keys it by model, prompt and parameters, so each
 user's summary is written once, and a cache hit still records its prompt and completion tokens.
+A summary stored beforehand (``example.derived["profile_summary"]``, as the service keeps one per
+user) is used as it is, with no request.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ class PAG(Method):
 
     def plan(self, example, profile):
         trace = Trace()
-        summary = (yield from self.summarize(profile, trace)) if profile else ""
+        if "profile_summary" in example.derived:
+            summary = trace.extra["profile_summary"] = example.derived["profile_summary"]
+        else:
+            summary = (yield from self.summarize(profile, trace)) if profile else ""
         items = self.retrieve(example, profile, trace)
         prompt = self.with_items(example, items)
         if summary:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from personalign.backends.base import LLM
 from personalign.serve.config import ServeConfig
+from personalign.serve.derived import DerivedWorker, EmbeddingBuilder, StoredDenseRetriever, SummaryBuilder
 from personalign.serve.personalizer import Personalizer, Result, UpstreamError
 from personalign.serve.store import Store, StoreError
 
@@ -46,6 +47,9 @@ class Metrics:
                                        registry=self.registry)
         self.items = Counter("personalign_history_items_total", "History items added or deleted", ["op"],
                              registry=self.registry)
+        self.derived_lookups = Counter(
+            "personalign_derived_lookups_total", "Derived data a request found built (hit) or not yet (miss): "
+            "per item for embed, per request for summary", ["kind", "result"], registry=self.registry)
 
     def track_queue(self, store: Store) -> None:
         """Gauges read from the store at scrape time: the derived-data queue and its oldest job's age."""
@@ -100,8 +104,8 @@ def completion_body(result: Result, model: str) -> dict[str, Any]:
 
 def trace_body(result: Result) -> dict[str, Any]:
     return {"base_answer": result.base_answer, "retrieved_ids": result.retrieved_ids, "thinking": result.thinking,
-            "fallback": result.fallback, "stages": result.stages, "seconds": round(result.seconds, 3),
-            "timings": result.timings}
+            "fallback": result.fallback, "stages": result.stages, "summary_version": result.summary_version,
+            "seconds": round(result.seconds, 3), "timings": result.timings}
 
 
 def stream_chunks(result: Result, model: str, size: int = 16):
@@ -123,17 +127,19 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
     metrics = Metrics()
     dense = config.retriever.partition(":")[0] == "dense"
     store = store or Store(config.store(), config.max_history_items)
-    retriever, worker, embeddings = None, None, None
+    retriever, embeddings, builders = None, None, []
     if dense:  # embeddings are derived data: built in the background, stored per item, deleted with it
         from personalign.retrievers.dense import DenseRetriever
-        from personalign.serve.derived import DerivedWorker, StoredDenseRetriever
 
         encoder = DenseRetriever(config.retriever.partition(":")[2] or None)
-        store.derived, embeddings = ("embed",), encoder.model_id
-        retriever = StoredDenseRetriever(encoder)
-        worker = DerivedWorker(store, encoder) if config.derived_worker else None
-    metrics.track_queue(store)
+        embeddings, retriever = encoder.model_id, StoredDenseRetriever(encoder)
+        builders.append(EmbeddingBuilder(encoder))
     personalizer = Personalizer(config, base_llm=base_llm, metrics=metrics, retriever=retriever)
+    if personalizer.uses_summary:  # PAG's profile summary: derived data, versioned, built in the background
+        builders.append(SummaryBuilder(personalizer.method, personalizer.lock))
+    store.derived = tuple(builder.kind for builder in builders)
+    worker = DerivedWorker(store, builders) if builders and config.derived_worker else None
+    metrics.track_queue(store)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         import anyio
@@ -193,15 +199,26 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
         return {"object": "list", "data": [{"id": config.served_model, "object": "model", "created": 0,
                                             "owned_by": "personalign"}]}
 
+    def count_lookups(profile: list[dict[str, Any]], summary: dict[str, Any] | None) -> None:
+        if embeddings:
+            built = sum(bool(item.get("embedded")) for item in profile)
+            metrics.derived_lookups.labels(kind="embed", result="hit").inc(built)
+            metrics.derived_lookups.labels(kind="embed", result="miss").inc(len(profile) - built)
+        if personalizer.uses_summary:
+            metrics.derived_lookups.labels(kind="summary", result="hit" if summary else "miss").inc()
+
     @app.post("/v1/chat/completions", response_model=None)
     def chat(body: ChatRequest, tenant_id: str = Depends(tenant)) -> Any:
         messages = [m.model_dump() for m in body.messages]
         start = time.perf_counter()
         profile = store.items(tenant_id, body.user, embeddings) if body.user else []
+        summary = store.summary(tenant_id, body.user) if body.user and personalizer.uses_summary else None
         timings = {"store_read": time.perf_counter() - start}
+        if body.user:
+            count_lookups(profile, summary)
         try:
             result = personalizer.answer(messages, profile, body.max_completion_tokens or body.max_tokens,
-                                         personalize=body.user is not None)
+                                         personalize=body.user is not None, summary=summary)
         except UpstreamError as exc:
             metrics.upstream_errors.inc()
             return error(502, f"the base model failed: {exc}", "upstream_error", "api_error")
@@ -214,7 +231,8 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
                 "request_id": result.request_id, "method": personalizer.method_name,
                 "query": messages[-1].get("content") if isinstance(messages[-1].get("content"), str) else "",
                 "base_answer": result.base_answer, "retrieved_ids": result.retrieved_ids,
-                "thinking": result.thinking, "final": result.text, "fallback": result.fallback})
+                "thinking": result.thinking, "final": result.text, "fallback": result.fallback,
+                "summary_version": result.summary_version})
         timings["store_write"] = time.perf_counter() - start
         for stage, seconds in timings.items():
             metrics.stage_seconds.labels(stage=stage).observe(seconds)

@@ -27,6 +27,7 @@ class ServeConfig(BaseModel):
     retriever: str = "bm25"                   # or dense[:ENCODER]: embeddings built in the background
     derived_worker: bool = True               # run a derived-data worker thread in this process
     k: int = Field(4, ge=1)
+    context_messages: int = Field(6, ge=0)     # earlier messages of a conversation passed with its last user message
     served_model: str = "personalign"         # the model name /v1/models lists
     threads: int = Field(64, ge=1)             # requests handled at once (HTTP base models: set their concurrency too)
     max_request_bytes: int = Field(1_000_000, ge=1_000)

@@ -68,6 +68,7 @@ class AnswerRecord(Base):
     thinking: Mapped[str] = mapped_column(Text, default="")
     final: Mapped[str] = mapped_column(Text, default="")
     fallback: Mapped[str] = mapped_column(String(64), default="")  # why the base answer was returned, if it was
+    summary_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the profile summary it used
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     __table_args__ = (Index("ix_answers_user", "tenant_id", "user_id", "created_at"),)
 
@@ -80,6 +81,25 @@ class ItemEmbedding(Base):
     model_id: Mapped[str] = mapped_column(String(256))
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class UserSummary(Base):
+    """Derived data, versioned: a user's profile summary, built in the background from the items in ``item_pks``.
+
+    Rows are written whole in one transaction, so the newest row is the newest complete version. The
+    version is the row's key, which never repeats (AUTOINCREMENT on SQLite). Deleting any item in
+    ``item_pks`` deletes the row (``Store.delete_item``).
+    """
+
+    __tablename__ = "user_summaries"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(256))
+    model_id: Mapped[str] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    item_pks: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    __table_args__ = (Index("ix_summaries_user", "tenant_id", "user_id", "version"), {"sqlite_autoincrement": True})
 
 
 class Job(Base):

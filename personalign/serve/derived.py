@@ -1,10 +1,17 @@
-"""Derived data for the service: item embeddings built in the background from a durable queue.
+"""Derived data for the service, built in the background from a durable queue: item embeddings and
+versioned profile summaries.
 
-Adding items enqueues an ``embed`` job in the same commit. A ``DerivedWorker`` thread in every service
-process claims jobs from the store (so any process may do any job, and a job survives a restart) and
-embeds the user's items that lack an embedding. A request never waits: ``StoredDenseRetriever`` ranks
-the embedded items by cosine similarity and puts not-yet-embedded ones after them, ranked by BM25.
-Embeddings live in the store, keyed by item, and are deleted with their item.
+Adding or deleting items enqueues one job per derived kind in the same commit. A ``DerivedWorker`` thread
+in every service process claims jobs from the store (so any process may do any job, and a job survives a
+restart) and runs the kind's builder:
+- ``embed`` (``EmbeddingBuilder``): embeds the user's items that lack an embedding. ``StoredDenseRetriever``
+  ranks embedded items by cosine similarity and puts not-yet-embedded ones after them, ranked by BM25.
+  Embeddings are keyed by item and deleted with it.
+- ``summary`` (``SummaryBuilder``): PAG's profile summary of the user's newest items, written by the
+  method's own summary request and stored as a new version with the items it was built from. A request
+  uses the newest complete version; deleting any of those items deletes that version.
+
+A request never waits for a build.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 import sys
 import threading
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,8 +28,13 @@ from personalign.retrievers.base import Retriever
 from personalign.retrievers.bm25 import BM25Retriever
 from personalign.retrievers._util import rank_by_scores
 from personalign.retrievers.dense import DenseRetriever
+from personalign.engine import run_plan
+from personalign.methods.pag import PAG
 from personalign.serve.store import Store
 from personalign.tasks.spec import TaskSpec
+from personalign.types import Answer, Trace
+
+Builder = Callable[[Store, dict[str, Any]], None]
 
 
 class StoredDenseRetriever(Retriever):
@@ -46,11 +58,50 @@ class StoredDenseRetriever(Retriever):
         return order
 
 
+class EmbeddingBuilder:
+    """``embed`` jobs: embed the user's items that have no embedding from this encoder yet."""
+
+    kind = "embed"
+
+    def __init__(self, encoder: DenseRetriever):
+        self.encoder = encoder
+
+    def __call__(self, store: Store, job: dict[str, Any]) -> None:
+        missing = store.missing_embeddings(job["tenant"], job["user"], self.encoder.model_id)
+        if missing:
+            vectors = self.encoder.encode([text for _, text in missing])
+            store.put_embeddings(self.encoder.model_id, list(zip((pk for pk, _ in missing), vectors)))
+
+
+class SummaryBuilder:
+    """``summary`` jobs: a new version of the user's profile summary, by the PAG method's own summary request."""
+
+    kind = "summary"
+
+    def __init__(self, method: PAG, lock: Any):
+        self.method, self.lock = method, lock  # ``lock``: the one the service's requests hold on the LLM
+        self.model_id = str(method.llm.identity()) if method.llm is not None else ""
+
+    def _plan(self, items: list[dict[str, Any]]):  # the summary request alone, as a plan the engine runs
+        trace = Trace()
+        summary = yield from self.method.summarize(items, trace)
+        return Answer(summary, trace, "plain")
+
+    def __call__(self, store: Store, job: dict[str, Any]) -> None:
+        items = store.summary_source(job["tenant"], job["user"], self.method.config.summary_items)
+        if not items:
+            return
+        with self.lock:
+            text = run_plan(self._plan(items), self.method.backends()).raw
+        store.put_summary(job["tenant"], job["user"], self.model_id[:256], text, [item["_pk"] for item in items])
+
+
 class DerivedWorker:
     """Claims and runs derived-data jobs until stopped (one daemon thread per service process)."""
 
-    def __init__(self, store: Store, encoder: DenseRetriever, poll_seconds: float = 0.5):
-        self.store, self.encoder, self.poll = store, encoder, poll_seconds
+    def __init__(self, store: Store, builders: Sequence[Any], poll_seconds: float = 0.5):
+        self.store, self.poll = store, poll_seconds
+        self.builders: dict[str, Builder] = {builder.kind: builder for builder in builders}
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="personalign-derived", daemon=True)
@@ -69,10 +120,10 @@ class DerivedWorker:
         if job is None:
             return None
         try:
-            missing = self.store.missing_embeddings(job["tenant"], job["user"], self.encoder.model_id)
-            if missing:
-                vectors = self.encoder.encode([text for _, text in missing])
-                self.store.put_embeddings(self.encoder.model_id, list(zip((pk for pk, _ in missing), vectors)))
+            builder = self.builders.get(job["kind"])
+            if builder is None:
+                raise ValueError(f"no builder for derived kind {job['kind']!r} in this process")
+            builder(self.store, job)
             self.store.finish_job(job["id"])
         except Exception as exc:  # logged on the job; retried up to 3 times
             print(f"personalign serve: derived job {job['id']} failed: {exc}", file=sys.stderr)

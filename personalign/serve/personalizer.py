@@ -23,6 +23,7 @@ from personalign.backends.base import LLM
 from personalign.errors import BackendError
 from personalign.methods import build_method
 from personalign.methods.base import MethodConfig
+from personalign.methods.pag import PAG
 from personalign.retrievers import get_retriever
 from personalign.retrievers.base import Retriever
 from personalign.serve.config import ServeConfig
@@ -47,6 +48,19 @@ def message_text(content: Any) -> str:
     return ""
 
 
+def conversation_input(messages: list[dict[str, Any]], earlier: int) -> str:
+    """The last user message, after up to ``earlier`` messages that came before it in the conversation."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last is None:
+        return ""
+    query = message_text(messages[last].get("content"))
+    before = [f"{m.get('role')}: {message_text(m.get('content'))}" for m in messages[max(0, last - earlier):last]
+              if earlier and message_text(m.get("content"))]
+    if not query or not before:
+        return query
+    return "Earlier in this conversation:\n" + "\n".join(before) + f"\n\nThe user's new message: {query}"
+
+
 @dataclass
 class Result:
     """What the service returns and records for one request."""
@@ -60,6 +74,7 @@ class Result:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     stages: list[str] = field(default_factory=list)
+    summary_version: int | None = None  # the stored profile summary used (PAG), None when none was built yet
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per service stage (set by the app)
 
@@ -75,15 +90,16 @@ class Personalizer:
         self.method_name = config.method_name()
         self.method = build_method(self.method_name, self.task, llm=self.llm, retriever=retriever or get_retriever(config.retriever),
                                    config=MethodConfig(k=config.k), **config.method_options)
+        self.uses_summary = isinstance(self.method, PAG)  # its profile summary is derived data, built in the background
         # in-process models are not thread-safe; HTTP backends take concurrent requests
-        self._lock: Any = threading.Lock() if not getattr(self.llm, "asynchronous", False) else contextlib.nullcontext()
+        self.lock: Any = threading.Lock() if not getattr(self.llm, "asynchronous", False) else contextlib.nullcontext()
 
     def base(self, messages: list[dict[str, Any]], max_tokens: int | None) -> tuple[str, int, int]:
         """The base model's answer to the conversation as sent (no personalization)."""
         params = GenParams(max_tokens=max_tokens or self.task.max_new_tokens)
         chat = [{"role": m["role"], "content": message_text(m.get("content"))} for m in messages]
         try:
-            with self._lock:
+            with self.lock:
                 completion = self.llm.chat_batch([chat], params)[0]
         except BackendError as exc:
             LOG.warning("base model failed: %s", exc)
@@ -91,22 +107,24 @@ class Personalizer:
         return completion.text, completion.prompt_tokens, completion.completion_tokens
 
     def answer(self, messages: list[dict[str, Any]], profile: list[dict[str, Any]], max_tokens: int | None = None,
-               personalize: bool = True) -> Result:
-        """Personalize the answer to the last user message with ``profile``; fall back to the base answer."""
+               personalize: bool = True, summary: dict[str, Any] | None = None) -> Result:
+        """Personalize the answer to the last user message (after the earlier turns the config allows) with
+        ``profile`` and, for PAG, the stored ``summary`` (never built: none); fall back to the base answer."""
         start, request_id = time.perf_counter(), "chatcmpl-" + uuid.uuid4().hex[:24]
-        query = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        query = conversation_input(messages, self.config.context_messages)
         if not personalize or not query:
             text, prompt, completion = self.base(messages, max_tokens)
             return Result(request_id, text, base_answer=text, fallback="" if personalize else "no user",
                           prompt_tokens=prompt, completion_tokens=completion, stages=["base"],
                           seconds=time.perf_counter() - start)
-        example = Example(id=request_id, input=query, profile=profile)
+        derived = {"profile_summary": summary["text"] if summary else ""} if self.uses_summary else {}
+        example = Example(id=request_id, input=query, profile=profile, derived=derived)
         method = self.method
         if max_tokens:  # the request's max_tokens bounds the answer: a shallow copy shares the models
             method = copy.copy(self.method)
             method.config = dataclasses.replace(self.method.config, max_new_tokens=max_tokens)
         try:
-            with self._lock:
+            with self.lock:
                 answer = method.answer(example, profile)
             final = method.final(answer)
         except BackendError as exc:
@@ -130,7 +148,7 @@ class Personalizer:
                       retrieved_ids=list(trace.retrieved_ids), thinking=reflection[0] if reflection else "",
                       fallback="malformed output" if final.fallback else "", prompt_tokens=trace.prompt_tokens,
                       completion_tokens=trace.completion_tokens, stages=list(trace.stages),
-                      seconds=time.perf_counter() - start)
+                      summary_version=summary["version"] if summary else None, seconds=time.perf_counter() - start)
 
     def close(self) -> None:
         if hasattr(self.llm, "close"):

@@ -14,10 +14,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from personalign.serve.db import (AnswerRecord, ApiKey, HistoryItem, ItemEmbedding, Job, Tenant, make_engine, migrate,
-                                  now)
+from personalign.serve.db import (AnswerRecord, ApiKey, HistoryItem, ItemEmbedding, Job, Tenant, UserSummary,
+                                  make_engine, migrate, now)
 
 LEASE_SECONDS = 300  # a running job not finished within this is taken over (its process died)
+KEEP_VERSIONS = 2    # summary versions kept per user: the newest, and the one a request may still be reading
 
 
 class StoreError(Exception):
@@ -39,7 +40,8 @@ def _item(row: HistoryItem) -> dict[str, Any]:
 def _answer(row: AnswerRecord) -> dict[str, Any]:
     return {"request_id": row.request_id, "method": row.method, "query": row.query, "base_answer": row.base_answer,
             "retrieved_ids": row.retrieved_ids, "thinking": row.thinking, "final": row.final,
-            "fallback": row.fallback, "created_at": row.created_at.isoformat()}
+            "fallback": row.fallback, "summary_version": row.summary_version,
+            "created_at": row.created_at.isoformat()}
 
 
 class Store:
@@ -85,13 +87,19 @@ class Store:
             ids = [item.get("id") or uuid.uuid4().hex[:16] for item in items]
             session.add_all(HistoryItem(tenant_id=tenant, user_id=user, item_id=i, text=item["text"])
                             for i, item in zip(ids, items))
-            session.add_all(Job(tenant_id=tenant, user_id=user, kind=kind) for kind in self.derived)  # same commit
+            self._enqueue(session, tenant, user)  # in the same commit as the items
             try:
                 session.flush()
             except IntegrityError:
                 raise StoreError(f"user {user!r} already has an item with one of the ids {ids}", 409,
                                  "duplicate_item") from None
         return ids
+
+    def _enqueue(self, session: Session, tenant: str, user: str) -> None:
+        """Queue a rebuild of each derived kind for a user, unless one is already waiting (not yet claimed)."""
+        waiting = set(session.scalars(select(Job.kind).where(Job.tenant_id == tenant, Job.user_id == user,
+                                                             Job.status == "queued")))
+        session.add_all(Job(tenant_id=tenant, user_id=user, kind=kind) for kind in self.derived if kind not in waiting)
 
     def _count(self, session: Session, tenant: str, user: str) -> int:
         query = select(func.count()).select_from(HistoryItem).where(HistoryItem.tenant_id == tenant,
@@ -122,17 +130,25 @@ class Store:
             return [{"user": user, "items": n} for user, n in rows]
 
     def delete_item(self, tenant: str, user: str, item_id: str) -> int:
-        """Erase one item and every answer that used it; 404 when it does not exist."""
+        """Erase one item, its embedding, every summary built from it and every answer that used either (the
+        answers' count is returned); a rebuild of the derived data without it is queued. 404 when it does not exist."""
         with self.sessions.begin() as session:
-            gone = session.execute(delete(HistoryItem).where(
-                HistoryItem.tenant_id == tenant, HistoryItem.user_id == user, HistoryItem.item_id == item_id)).rowcount
-            if not gone:
+            pk = session.scalars(select(HistoryItem.pk).where(
+                HistoryItem.tenant_id == tenant, HistoryItem.user_id == user, HistoryItem.item_id == item_id)).first()
+            if pk is None:
                 raise StoreError(f"user {user!r} has no history item {item_id!r}", 404, "not_found")
+            session.execute(delete(HistoryItem).where(HistoryItem.pk == pk))  # the embedding goes by cascade
+            summaries = session.scalars(select(UserSummary).where(UserSummary.tenant_id == tenant,
+                                                                  UserSummary.user_id == user))
+            built_from = [s.version for s in summaries if pk in (s.item_pks or [])]
+            if built_from:
+                session.execute(delete(UserSummary).where(UserSummary.version.in_(built_from)))
             answers = session.scalars(select(AnswerRecord).where(AnswerRecord.tenant_id == tenant,
                                                                  AnswerRecord.user_id == user))
-            derived = [a.pk for a in answers if item_id in (a.retrieved_ids or [])]
+            derived = [a.pk for a in answers if item_id in (a.retrieved_ids or []) or a.summary_version in built_from]
             if derived:
                 session.execute(delete(AnswerRecord).where(AnswerRecord.pk.in_(derived)))
+            self._enqueue(session, tenant, user)
             return len(derived)
 
     def delete_user(self, tenant: str, user: str) -> dict[str, int]:
@@ -142,8 +158,10 @@ class Store:
                                                               HistoryItem.user_id == user)).rowcount
             answers = session.execute(delete(AnswerRecord).where(AnswerRecord.tenant_id == tenant,
                                                                  AnswerRecord.user_id == user)).rowcount
+            summaries = session.execute(delete(UserSummary).where(UserSummary.tenant_id == tenant,
+                                                                  UserSummary.user_id == user)).rowcount
             session.execute(delete(Job).where(Job.tenant_id == tenant, Job.user_id == user))
-        return {"items": items, "answers": answers}
+        return {"items": items, "answers": answers, "summaries": summaries}
 
     # ---------------------------------------------------------------- answers
 
@@ -209,6 +227,42 @@ class Store:
                 continue
         return stored
 
+    def summary_source(self, tenant: str, user: str, limit: int) -> list[dict[str, Any]]:
+        """A user's ``limit`` most recent items, oldest first, each with its store key ``_pk``."""
+        with self.sessions() as session:
+            rows = session.scalars(select(HistoryItem).where(HistoryItem.tenant_id == tenant,
+                                                             HistoryItem.user_id == user)
+                                   .order_by(HistoryItem.pk.desc()).limit(limit))
+            return [{**_item(row), "_pk": row.pk} for row in reversed(list(rows))]
+
+    def put_summary(self, tenant: str, user: str, model_id: str, text: str, item_pks: list[int]) -> int | None:
+        """Store a new summary version, built from ``item_pks``; its version, or None (and nothing stored) when
+        one of those items was deleted meanwhile. Versions older than the newest ``KEEP_VERSIONS`` are dropped."""
+        with self.sessions.begin() as session:
+            present = session.scalars(select(func.count()).select_from(HistoryItem)
+                                      .where(HistoryItem.pk.in_(item_pks))).one()
+            if present != len(set(item_pks)):
+                return None
+            row = UserSummary(tenant_id=tenant, user_id=user, model_id=model_id, text=text,
+                              item_pks=sorted(set(item_pks)))
+            session.add(row)
+            session.flush()
+            where = (UserSummary.tenant_id == tenant, UserSummary.user_id == user)
+            kept = session.scalars(select(UserSummary.version).where(*where)
+                                   .order_by(UserSummary.version.desc()).limit(KEEP_VERSIONS)).all()
+            session.execute(delete(UserSummary).where(*where, UserSummary.version.not_in(kept)))
+            version = row.version
+        return version
+
+    def summary(self, tenant: str, user: str) -> dict[str, Any] | None:
+        """A user's newest complete summary (``text``, ``version``, ``created_at``), or None before the first build."""
+        with self.sessions() as session:
+            row = session.scalars(select(UserSummary).where(UserSummary.tenant_id == tenant,
+                                                            UserSummary.user_id == user)
+                                  .order_by(UserSummary.version.desc()).limit(1)).first()
+            return None if row is None else {"text": row.text, "version": row.version, "model_id": row.model_id,
+                                             "items": len(row.item_pks or []), "created_at": row.created_at.isoformat()}
+
     def queue(self) -> dict[str, Any]:
         """Queue depth and the age of the oldest waiting job (how stale derived data may be)."""
         with self.sessions() as session:
@@ -222,4 +276,5 @@ class Store:
                 "oldest_seconds": (now() - oldest).total_seconds() if oldest is not None else 0.0}
 
     def export(self, tenant: str, user: str) -> dict[str, Any]:
-        return {"user": user, "items": self.items(tenant, user), "answers": self.answers(tenant, user, limit=10**9)}
+        return {"user": user, "items": self.items(tenant, user), "summary": self.summary(tenant, user),
+                "answers": self.answers(tenant, user, limit=10**9)}
