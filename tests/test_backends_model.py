@@ -32,7 +32,10 @@ def test_llamacpp_answers_with_real_token_counts(llama):
 def test_llamacpp_is_deterministic_at_temperature_zero(llama):
     params = GenParams(max_tokens=24, temperature=0.0)
     prompt = [{"role": "user", "content": "Write one sentence about the sea."}]
-    assert llama.chat(prompt, params).text == llama.chat(prompt, params).text
+    other = [{"role": "user", "content": "Write one sentence about the mountains."}]  # shares a prefix
+    first = llama.chat(prompt, params).text
+    llama.chat(other, params)
+    assert llama.chat(prompt, params).text == first == llama.chat(prompt, params).text
 
 
 def test_llamacpp_honours_stop_strings(llama):

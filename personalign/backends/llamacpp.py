@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -117,15 +118,21 @@ class LlamaCppLLM(LLM):
 
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
         max_tokens = max(1, min(params.max_tokens, self.n_ctx // 2))
+        response_format = ({"type": "json_object", "schema": json.loads(params.json_schema)}  # a grammar
+                           if params.json_schema else None)
         margin = 0
         for _ in range(4):
             budget = self.n_ctx - max_tokens - margin
             fitted = shorten_messages(messages, self._prompt_tokens, budget)
             try:
                 with self._lock:
+                    # Evaluate every prompt from an empty KV cache: reusing a cached prefix evaluates the
+                    # rest in other batch shapes, which moves logits enough to flip greedy tokens on some
+                    # CPUs, so answers would depend on which request came before.
+                    self.llm.reset()
                     reply = self.llm.create_chat_completion(
                         messages=fitted, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
-                        max_tokens=max_tokens, stop=list(params.stop) or None)
+                        max_tokens=max_tokens, stop=list(params.stop) or None, response_format=response_format)
             except ValueError as exc:  # the estimate was too low: shorten more and retry
                 if "context window" not in str(exc) and "exceed" not in str(exc):
                     raise BackendError(f"llama.cpp failed on {self.path.name}: {exc}") from None
