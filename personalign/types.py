@@ -79,6 +79,7 @@ class GenParams:
     top_p: float = 1.0
     seed: int = 0
     stop: tuple[str, ...] = ()
+    json_schema: str | None = None  # constrain the output to this JSON schema where the backend can
 
 
 @dataclass

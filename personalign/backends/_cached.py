@@ -35,7 +35,10 @@ class CachedLLM(LLM):
 
     def key(self, messages: Messages, params: GenParams) -> str:
         """Cache key of one call."""
-        return stable_hash({"model": self.inner.identity(), "messages": messages, "params": asdict(params)})
+        fields = asdict(params)
+        if fields.get("json_schema") is None:  # keys made before the field existed stay valid
+            fields.pop("json_schema", None)
+        return stable_hash({"model": self.inner.identity(), "messages": messages, "params": fields})
 
     def _lookup(self, key: str) -> Completion | None:
         row = self.store.get_json(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -112,6 +113,9 @@ class OpenAICompatibleLLM(LLM):
                                 "temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
         if params.stop:
             body["stop"] = list(params.stop)[:4]  # the OpenAI API accepts at most 4
+        if params.json_schema:  # structured outputs
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "output", "schema": json.loads(params.json_schema)}}
         reply = self._post(body)
         try:
             text = reply["choices"][0]["message"]["content"]
