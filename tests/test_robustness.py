@@ -78,6 +78,11 @@ def cases(tmp: Path) -> list[dict]:
         path.write_text(content)
         table.append({"name": name, "expect": 2, "argv": ["personalize", "--history", str(path), "--method",
                       "user-prior", "--task", "LaMP_3", "--cache-dir", str(tmp / "cache"), "q"]})
+    good_history = tmp / "good_history.json"
+    good_history.write_text('[{"text": "fine", "score": "4"}]')
+    for name, options in (("personalize unknown method option", "bogus=1"), ("personalize bad method options", "bogus")):
+        table.append({"name": name, "expect": 2, "argv": ["personalize", "--history", str(good_history), "--method",
+                      "user-prior", "--task", "LaMP_3", "--method-options", options, "--cache-dir", str(tmp / "cache"), "q"]})
 
     root = good_split(tmp / "options")
     base = ["eval", "--data", str(root), "--task", "LaMP_3", "--methods", "user-prior", "--out", str(tmp / "options" / "out")]
@@ -86,8 +91,11 @@ def cases(tmp: Path) -> list[dict]:
     list_yaml.write_text("- 1\n- 2\n")
     bad_method = tmp / "bad_method.yaml"
     bad_method.write_text("method: {k: many}\n")
+    unknown_option = tmp / "unknown_option.yaml"
+    unknown_option.write_text("method_options:\n  user-prior: {bogus: 1}\n")
     for name, extra in (("missing config", ["--config", str(tmp / "none.yaml")]), ("bad yaml", ["--config", str(bad_yaml)]),
                         ("yaml list", ["--config", str(list_yaml)]), ("yaml bad k", ["--config", str(bad_method)]),
+                        ("unknown method option", ["--config", str(unknown_option)]),
                         ("limit -1", ["--limit", "-1"]), ("limit 0", ["--limit", "0"]), ("k -1", ["--k", "-1"]),
                         ("k not a number", ["--k", "x"]), ("llm options n_threads=abc", ["--llm-options", "n_threads=abc", "--methods", "zero-shot"]),
                         ("unknown method", ["--methods", "nope"]), ("unknown task", ["--task", "LaMP_9"]),

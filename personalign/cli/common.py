@@ -27,17 +27,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=".cache/personalign", help="LLM and embedding caches")
     parser.add_argument("--reflection", help="RPO reflection model: trained folder, .gguf, backend spec, or 'bundled'")
 
-def llm_options(text: str | None) -> dict:
+def llm_options(text: str | None, flag: str = "--llm-options") -> dict:
     """Parse ``key=value,...`` (values read as YAML scalars: 1 -> int, true -> bool)."""
     options = {}
     for pair in csv_list(text or ""):
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"bad --llm-options entry '{pair}': expected key=value")
+            raise ConfigError(f"bad {flag} entry '{pair}': expected key=value")
         try:
             options[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise ConfigError(f"bad --llm-options value in '{pair}'") from None
+            raise ConfigError(f"bad {flag} value in '{pair}'") from None
     return options
 
 def method_config(overrides: dict, where: str = "method options") -> MethodConfig:

@@ -32,7 +32,9 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     method_cls = registry.load("methods", base_name(args.method))
     llm = get_llm(args.llm or "llamacpp", cache_path=cache / "llm.sqlite", **llm_options(args.llm_options)) \
         if method_cls.needs_llm else None
-    options = {"reflection": args.reflection} if args.reflection and base_name(args.method) == "rpo" else {}
+    options = llm_options(args.method_options, "--method-options")
+    if args.reflection and base_name(args.method) == "rpo":
+        options["reflection"] = args.reflection
     fields_ = {"k": args.k} if args.k is not None else {}
     method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever or "bm25", seed=args.seed or 0,
                                                                            cache_dir=cache),
@@ -59,11 +61,21 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     print(f"retrieved ids: {', '.join(trace.retrieved_ids) or '-'}")
     print(f"tokens: prompt {trace.prompt_tokens}, completion {trace.completion_tokens} ({trace.cached_calls} cached calls)")
     for key, value in trace.extra.items():
-        print(f"{key}: {value}")
+        print(readable(key, value))
     for stage, prompt, raw in zip(trace.stages, trace.prompts, trace.raw_outputs):
         print(f"--- {stage} prompt ---\n" + prompt[-1]["content"] + "\n--- raw output ---\n" + raw)
     print(f"\nanswer: {final.prediction}" + ("   (fell back to the base answer)" if final.fallback else ""))
     return 0
+
+
+def readable(key: str, value: object) -> str:
+    """One trace field for people: a list one item per line, a mapping as ``name=value`` pairs."""
+    if isinstance(value, list) and value:
+        return f"{key}:\n" + "\n".join(f"  - {item}" for item in value)
+    if isinstance(value, dict):
+        return f"{key}: " + ", ".join(f"{name}={round(v, 2) if isinstance(v, float) else v}" for name, v in value.items())
+    return f"{key}: {value}"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     pz = sub.add_parser("personalize", help="answer one query for one user and print the trace")
@@ -72,6 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pz.add_argument("--method", default="rag")
     pz.add_argument("--task", help="task name; inferred from the history's fields when omitted")
     pz.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
+    pz.add_argument("--method-options", help="the method's own options as key=value,... (e.g. hydra: scorer=PATH; "
+                    "rpm: max_items=8)")
     pz.add_argument("--brief", action="store_true", help="print only the base answer, the thinking and the answer")
     add_model_options(pz)
     pz.set_defaults(func=cmd_personalize)

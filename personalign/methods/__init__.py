@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from personalign import registry
 from personalign.backends.base import LLM
+from personalign.errors import ConfigError
 from personalign.methods.base import Method, MethodConfig
 from personalign.retrievers.base import Retriever
 from personalign.tasks.spec import TaskSpec
@@ -48,4 +50,10 @@ def build_method(
     several times with different options; the label only names the row.
     """
     cls = registry.load("methods", base_name(name))
-    return cls(task=task, llm=llm, retriever=retriever, config=config or MethodConfig(), cache_dir=cache_dir, **options)
+    try:
+        return cls(task=task, llm=llm, retriever=retriever, config=config or MethodConfig(), cache_dir=cache_dir, **options)
+    except TypeError as exc:
+        match = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+        if match is None:
+            raise
+        raise ConfigError(f"method {name}: unknown option '{match.group(1)}'") from None
