@@ -15,11 +15,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     from personalign.rpo.config import config_dict, load_config
     from personalign.rpo.pipeline import run_stage
 
-    config = load_config(args.config, {"task": args.task, "data": args.data, "split": args.split, "out": args.out,
-                                       "threads": args.threads})
+    overrides = {"task": args.task, "data": args.data, "split": args.split, "out": args.out}
+    if args.method == "popi":
+        return train_popi_cli(args, overrides)
+    config = load_config(args.config, {**overrides, "threads": args.threads})
     print(f"RPO {args.stage} for {config.task} ({config.split} split) -> {Path(config.out) / config.task / args.stage}")
     summary = run_stage(args.stage, config, args.cache_dir)
     print(json.dumps({"stage": args.stage, "summary": summary, "config": config_dict(config)[args.stage]}, indent=2))
+    return 0
+
+def train_popi_cli(args: argparse.Namespace, overrides: dict) -> int:
+    from dataclasses import asdict
+
+    from personalign.popi.train import load_popi_config, train_popi
+
+    if args.stage != "rl":
+        raise ConfigError("POPI has one training stage: personalign train popi rl")
+    config = load_popi_config(args.config, overrides)
+    if args.threads:
+        config.rl.threads = args.threads
+    print(f"POPI summarizer RL for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'rl'}")
+    summary = train_popi(config, args.cache_dir)
+    print(json.dumps({"stage": "popi-rl", "summary": summary, "config": asdict(config)}, indent=2))
     return 0
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -52,10 +69,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 def register(sub: argparse._SubParsersAction) -> None:
-    tr = sub.add_parser("train", help="train a method's models (RPO: trajectories, then sft, then rl)")
-    tr.add_argument("method", choices=["rpo"])
+    tr = sub.add_parser("train", help="train a method's models (RPO: trajectories, then sft, then rl; POPI: rl)")
+    tr.add_argument("method", choices=["rpo", "popi"])
     tr.add_argument("stage", choices=["trajectories", "sft", "rl"])
-    tr.add_argument("--config", help="YAML with every hyperparameter (see configs/rpo/)")
+    tr.add_argument("--config", help="YAML with every hyperparameter (see configs/rpo/, configs/popi/)")
     tr.add_argument("--data", help="LaMP-format data folder (overrides the config)")
     tr.add_argument("--task", help="task name (overrides the config)")
     tr.add_argument("--split", choices=["user", "time"], help="(overrides the config)")

@@ -1,0 +1,89 @@
+"""POPI: a summarizer distils the user's history into a short preference summary that conditions the
+generator (arXiv 2510.17881; ``personalign.popi``).
+
+Options: ``summarizer`` (``base``: the base LLM, the untrained case; ``bundled``; a trained folder or
+``.gguf`` from ``personalign train popi``; or any backend spec), ``summarizer_options`` (backend
+options), ``summary_budget`` (generator tokens; enforced), ``summary_items`` (history items shown to
+the summarizer; default the MethodConfig's). The generator is the base LLM, so any backend (an API
+included) can be conditioned on the same summaries.
+
+Summaries are stored per user in ``popi_summaries.sqlite`` under the cache folder, keyed by the
+summarizer's identity, the budget and the user's items, so any generator reuses them with no
+summarizer call; a summary handed in as ``example.derived["popi_summary"]`` is used as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from personalign.backends import get_llm
+from personalign.backends.base import LLM
+from personalign.errors import ConfigError
+from personalign.methods.base import Method
+from personalign.methods.rpo import reflection_spec
+from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
+from personalign.store import SqliteStore, stable_hash
+from personalign.types import Answer, GenParams, Request, Trace
+
+
+class POPI(Method):
+    """Preference summary (once per user, stored), then the summary-conditioned answer."""
+
+    def __init__(self, *args: Any, summarizer: str = "base", summarizer_llm: LLM | None = None,
+                 summarizer_options: dict | None = None, summary_budget: int = 48, summary_items: int | None = None,
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if type(summary_budget) is not int or summary_budget < 1:
+            raise ConfigError(f"popi option summary_budget must be an integer >= 1, got {summary_budget!r}")
+        self.summary_budget = summary_budget
+        self.summary_items = summary_items or self.config.summary_items
+        cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
+        if summarizer_llm is not None:
+            self.summarizer_llm = summarizer_llm
+        elif summarizer == "base":
+            self.summarizer_llm = self.llm
+        else:
+            self.summarizer_llm = get_llm(reflection_spec(summarizer), cache_path=cache, **(summarizer_options or {}))
+        self.store = SqliteStore(Path(self.cache_dir) / "popi_summaries.sqlite", table="summaries") if self.cache_dir else None
+
+    def backends(self) -> dict[str, Any]:
+        return {"base": self.llm, "summarizer": self.summarizer_llm}
+
+    def _key(self, profile) -> str:
+        items = sorted(stable_hash(item) for item in profile)
+        return stable_hash([self.summarizer_llm.identity(), self.summary_budget, self.summary_items,
+                            self.config.item_max_words, self.config.seed, items])[:32]
+
+    def summarize(self, profile, trace: Trace):
+        """The user's budgeted summary (``summary = yield from self.summarize(...)``), stored once written."""
+        key = self._key(profile)
+        stored = self.store.get_json(key) if self.store is not None else None
+        if stored is not None:
+            trace.extra["popi_summary_source"] = "stored"
+            return stored["summary"]
+        messages = summary_messages(self.task, profile, self.summary_items, self.config.item_max_words,
+                                    self.summary_budget)
+        # room for the words a summarizer with another tokenizer may spend; the budget is enforced below
+        params = GenParams(max_tokens=2 * self.summary_budget, temperature=0.0, seed=self.config.seed)
+        raw = yield from self.request(Request(messages, params, stage="summarize", llm="summarizer"), trace)
+        summary = enforce_budget(raw, self.summary_budget, self.llm.count_tokens)
+        if self.store is not None:
+            self.store.put_json(key, {"summary": summary})
+        trace.extra["popi_summary_source"] = "new"
+        return summary
+
+    def plan(self, example, profile):
+        trace = Trace()
+        if "popi_summary" in example.derived:
+            summary = enforce_budget(example.derived["popi_summary"], self.summary_budget, self.llm.count_tokens)
+            trace.extra["popi_summary_source"] = "derived"
+        else:
+            summary = (yield from self.summarize(profile, trace)) if profile else ""
+        trace.extra["popi_summary"] = summary
+        trace.extra["popi_summary_tokens"] = self.llm.count_tokens(summary) if summary else 0
+        raw = yield from self.ask(conditioned_input(example.input, summary), trace)
+        return Answer(raw, trace, self.output_filter)
+
+
+PLUGIN = POPI

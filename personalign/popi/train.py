@@ -1,0 +1,126 @@
+"""``personalign train popi rl``: POPI's summarizer trained with the generic REINFORCE++-baseline trainer.
+
+POPI supplies :class:`personalign.training.rl.RLTrainer` with its prompts (one train user's history per
+prompt), a renderer (the summarizer prompt) and a reward that runs the frozen generator on each sampled
+summary, cut to the budget, and scores its answer with the task metric minus a length penalty. The
+trained summarizer goes to ``<out>/<task>/rl/model``; ``personalign export`` makes it a GGUF for the
+``popi`` method's ``summarizer`` option. Optimizing the generator as well (the paper's joint objective)
+is not built.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from personalign.backends import get_llm
+from personalign.backends.base import LLM
+from personalign.data.lamp_io import files_sha256, find_split_files, load_split
+from personalign.engine import answer_requests
+from personalign.errors import ConfigError
+from personalign.manifest import write_manifest
+from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages, summary_reward
+from personalign.rpo.config import _build, read_yaml
+from personalign.tasks import get_task
+from personalign.training.rl import RLConfig, RLTrainer
+from personalign.types import GenParams, Messages, Request
+
+
+@dataclass
+class SummarizerRLConfig(RLConfig):
+    """The generic RL trainer's settings for the summarizer (short completions: summaries)."""
+
+    max_new_tokens: int = 64
+    threads: int | None = None             # torch CPU threads (1 when other jobs share the cores)
+
+
+@dataclass
+class POPIConfig:
+    """Every POPI training hyperparameter (YAML: ``configs/popi/``)."""
+
+    task: str = "LaMP_3"
+    data: str = "../shared/data/reallamp"
+    split: str = "user"
+    train_part: str = "train"              # "fit" leaves the validation users out
+    out: str = "runs/popi"
+    summarizer: str = "bundled"            # the initial (trainable) summarizer: bundled, a GGUF, an HF folder
+    generator: str = "llamacpp"            # the frozen generator the reward runs: any backend spec
+    generator_options: dict[str, Any] = field(default_factory=dict)
+    summary_budget: int = 48               # generator tokens
+    summary_items: int = 10
+    item_max_words: int = 40
+    length_penalty: float = 0.1            # reward -= length_penalty * (summary tokens / budget)
+    max_questions: int | None = 64         # train questions used as RL prompts (seeded sample)
+    seed: int = 0
+    rl: SummarizerRLConfig = field(default_factory=SummarizerRLConfig)
+
+
+def load_popi_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> POPIConfig:
+    values = read_yaml(path) if path else {}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(POPIConfig, values, str(path or "config"))
+
+
+@dataclass
+class SummaryPrompt:
+    """One RL prompt: a train user's history, a question of theirs and its gold."""
+
+    id: str
+    task_input: str
+    items: list[dict]
+    gold: str
+
+
+class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
+    """RLTrainer with POPI's summarizer prompt and the generator-in-the-loop reward."""
+
+    def __init__(self, config: POPIConfig, prompts: list[SummaryPrompt], generator: LLM, out_dir: str | Path,
+                 init_model: str | Path | None = None):
+        task, budget = get_task(config.task), config.summary_budget
+
+        def render(prompt: SummaryPrompt, epoch: int) -> Messages:
+            return summary_messages(task, prompt.items, config.summary_items, config.item_max_words, budget)
+
+        def reward(completions: list[str], rows: list[Any]) -> list[float]:
+            summaries = [enforce_budget(text, budget, generator.count_tokens) for text in completions]
+            params = GenParams(max_tokens=task.max_new_tokens, temperature=0.0, seed=config.seed)
+            requests = [Request([{"role": "user", "content": conditioned_input(row.task_input, s)}], params)
+                        for s, row in zip(summaries, rows)]
+            answers = answer_requests(requests, {"base": generator})
+            self.last_tokens = [generator.count_tokens(s) if s else 0 for s in summaries]
+            return [summary_reward(task, a.text, row.gold, n, budget, config.length_penalty)
+                    for a, row, n in zip(answers, rows, self.last_tokens)]
+
+        super().__init__(config.rl, init_model or config.summarizer, prompts, render, reward, out_dir,
+                         fingerprint={"task": config.task, "generator": generator.identity(), "budget": budget,
+                                      "length_penalty": config.length_penalty, "summary_items": config.summary_items,
+                                      "item_max_words": config.item_max_words})
+
+    def step(self, batch: list[SummaryPrompt], epoch: int) -> dict[str, Any]:
+        stats = super().step(batch, epoch)
+        return {**stats, "summary_tokens_mean": sum(self.last_tokens) / max(1, len(self.last_tokens))}
+
+
+def train_popi(config: POPIConfig, cache_dir: str = ".cache/personalign", resume: bool = True) -> dict[str, Any]:
+    """Train the summarizer on the train users' questions; write ``<out>/<task>/rl`` with its manifest."""
+    if config.rl.threads:
+        import torch
+
+        torch.set_num_threads(config.rl.threads)
+    task = get_task(config.task)
+    examples, golds = load_split(config.data, task, config.split, config.train_part)
+    if golds is None:
+        raise ConfigError(f"{config.task} {config.split} {config.train_part} split has no outputs file (golds are needed)")
+    examples = [e for e in examples if e.profile and e.id in golds]
+    if config.max_questions is not None and config.max_questions < len(examples):
+        examples = random.Random(config.seed).sample(examples, config.max_questions)
+    prompts = [SummaryPrompt(e.id, e.input, list(e.profile), golds[e.id]) for e in examples]
+    generator = get_llm(config.generator, cache_path=Path(cache_dir) / "llm.sqlite", **config.generator_options)
+    out = Path(config.out) / config.task / "rl"
+    data_hash = files_sha256([p for p in find_split_files(config.data, config.task, config.split, config.train_part) if p])
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "running"})
+    summary = SummarizerRLTrainer(config, prompts, generator, out).train(resume)
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "done", "summary": summary})
+    return summary
