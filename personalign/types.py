@@ -32,6 +32,7 @@ class Trace:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_calls: int = 0
+    stage_prompt_tokens: dict[str, int] = field(default_factory=dict)  # prompt tokens per stage (context cost)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def record_call(self, messages: Messages, completion: "Completion", stage: str = "answer") -> None:
@@ -40,6 +41,7 @@ class Trace:
         self.prompts.append(messages)
         self.raw_outputs.append(completion.text)
         self.prompt_tokens += completion.prompt_tokens
+        self.stage_prompt_tokens[stage] = self.stage_prompt_tokens.get(stage, 0) + completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.cached_calls += int(completion.cached)
 

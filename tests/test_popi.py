@@ -61,6 +61,7 @@ def test_the_summary_budget_is_enforced_in_the_generators_tokens(tmp_path):
     assert 0 < trace.extra["popi_summary_tokens"] <= 12
     assert generator.count_tokens(trace.extra["popi_summary"]) <= 12 < generator.count_tokens(trace.raw_outputs[0])
     assert trace.stages == ["summarize", "answer"] and trace.extra["popi_summary"] in generator.prompts[-1]
+    assert trace.stage_prompt_tokens == {"summarize": 40, "answer": 30}  # the generator's context, apart
 
 
 def test_stored_summaries_are_reused_by_another_generator_and_derived_ones_need_no_call(tmp_path):
@@ -114,3 +115,13 @@ def test_popi_end_to_end_on_the_bundled_model(tmp_path):
     answer = method.answer(example, PROFILE)
     assert answer.trace.stages == ["summarize", "answer"] and answer.raw.strip()
     assert 0 < answer.trace.extra["popi_summary_tokens"] <= 24
+
+
+def test_the_generators_context_is_averaged_apart_from_the_summarizers():
+    from personalign.eval.scoring import summarize
+
+    rows = [{"id": str(i), "gold": "4", "raw": "4", "filter": "plain", "seconds": 0.1,
+             "trace": {"prompt_tokens": 70, "stage_prompt_tokens": {"summarize": 40, "answer": 30 + i}}} for i in range(2)]
+    out = summarize(get_task("LaMP_3"), rows)
+    assert out["prompt_tokens/ex"] == 70 and out["answer_prompt_tokens/ex"] == 30.5
+    assert summarize(get_task("LaMP_3"), [{**rows[0], "trace": {"prompt_tokens": 5}}])["answer_prompt_tokens/ex"] is None
