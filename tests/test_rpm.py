@@ -79,6 +79,9 @@ def reviews(*texts_scores):
     ('{"features": []}', None),                      # at least one feature
     ('{"features": ["a", "b", "c", "d", "e", "f", "g"]}', None),  # at most six
     ('{"features": ["", "x"]}', None),
+    ('{"features": ["...", "..."]}', None),          # the prompt's placeholder copied: no feature (seen on SmolLM2)
+    ('{"features": ["jazz", "-"]}', None),
+    ('{"features": ["<first feature>", "jazz"]}', None),
     ('{"feature": ["jazz"]}', None),
     ("features: jazz", None),
     ('{"features": ' + "[" * 5000 + "]" * 5000 + "}", None),  # deep nesting: refused, no RecursionError

@@ -71,7 +71,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 def readable(key: str, value: object) -> str:
     """One trace field for people: a list one item per line, a mapping as ``name=value`` pairs."""
     if isinstance(value, list) and value:
-        return f"{key}:\n" + "\n".join(f"  - {item}" for item in value)
+        return f"{key}:\n" + "\n".join(f"  - {str(item).removeprefix('- ')}" for item in value)
     if isinstance(value, dict):
         return f"{key}: " + ", ".join(f"{name}={round(v, 2) if isinstance(v, float) else v}" for name, v in value.items())
     return f"{key}: {value}"

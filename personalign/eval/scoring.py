@@ -89,8 +89,10 @@ def summarize(task: TaskSpec, rows: list[dict[str, Any]], seed: int = 0) -> dict
     traces = [r.get("trace") or {} for r in rows]
     out["empty_rate"] = sum(not str(r.get("raw", "")).strip() for r in rows) / max(n, 1)
     out["prompt_tokens/ex"] = sum(t.get("prompt_tokens", 0) for t in traces) / max(n, 1)
-    staged = [t["stage_prompt_tokens"] for t in traces if "stage_prompt_tokens" in t]  # logs before 2026-12-02 lack it
-    out["answer_prompt_tokens/ex"] = sum(s.get("answer", 0) for s in staged) / len(staged) if staged else None
+    # the context of the calls that write the answer: the trace's last stage (POPI's generator, without the
+    # summarizer; HYDRA's candidates); logs written before 2026-12-02 lack per-stage counts
+    staged = [t["stage_prompt_tokens"] for t in traces if t.get("stage_prompt_tokens")]
+    out["answer_prompt_tokens/ex"] = sum(list(s.values())[-1] for s in staged) / len(staged) if staged else None
     out["completion_tokens/ex"] = sum(t.get("completion_tokens", 0) for t in traces) / max(n, 1)
     out["s/ex"] = sum(r.get("seconds", 0.0) for r in rows) / max(n, 1)
     out["wall_s"] = sum(r.get("seconds", 0.0) for r in rows)

@@ -33,7 +33,8 @@ from personalign.types import Answer, GenParams, Request, Trace
 
 FEATURE_PROMPT = (
     "Task: {description}\n{example}\n\nList 2 to 4 short features of this {what} that most influence the "
-    "answer (topic, tone, sentiment, style). Reply only with JSON: {{\"features\": [\"...\", \"...\"]}}"
+    "answer (topic, tone, sentiment, style), each in its own words. Reply only with a JSON object whose "
+    "key \"features\" holds the list of phrases."
 )
 RETRY_SUFFIX = "\nYour last reply was not valid JSON. Reply with one JSON object and nothing else."
 PATH_PROMPT = (

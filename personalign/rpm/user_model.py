@@ -37,6 +37,8 @@ class Features(BaseModel):
         cleaned = [" ".join(v.split())[:MAX_FEATURE_CHARS] for v in values]
         if not all(cleaned):
             raise ValueError("a feature is empty")
+        if not all(re.search(r"[^\W_]{2}", v) and not re.fullmatch(r"<[^>]*>", v) for v in cleaned):
+            raise ValueError("a feature has no word in it, or is the prompt's placeholder")  # "...", "<first feature>"
         return cleaned
 
 
