@@ -17,6 +17,16 @@ def stable_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def item_key(item: dict[str, Any]) -> str:
+    """A history item's content hash (fields starting with "_" are bookkeeping and left out)."""
+    return stable_hash({k: v for k, v in sorted(item.items()) if not k.startswith("_")})[:16]
+
+
+def profile_key(profile: Any) -> str:
+    """The key of a set of history items, whatever their order: per-user artefacts are stored under it."""
+    return stable_hash(sorted(item_key(item) for item in profile))[:24]
+
+
 class SqliteStore:
     """Thread-safe ``key -> bytes`` table in a SQLite file (WAL mode, one commit per write)."""
 

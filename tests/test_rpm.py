@@ -15,6 +15,7 @@ from personalign.backends.base import LLM
 from personalign.methods import build_method
 from personalign.methods.base import MethodConfig
 from personalign.rpm.user_model import ItemModel, build_factors, parse_features
+from personalign.store import profile_key
 from personalign.tasks import get_task
 from personalign.types import Completion, Example, GenParams, Messages
 
@@ -135,7 +136,7 @@ def test_incremental_update_equals_a_full_rebuild_and_costs_only_the_new_items()
     assert new_calls == 2 + 2 + 1 + 1  # features and paths of the 2 new items, the query's features, the answer
     full = rpm()
     full.answer(Example("q2", "review: jazz", user_id="u"), profile)
-    key = full._user_key(profile)
+    key = profile_key(profile)
     assert grown.models.get(key).content() == full.models.get(key).content()
 
 

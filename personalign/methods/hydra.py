@@ -31,7 +31,7 @@ from personalign.hydra.scorer import FactorizedScorer, Group, ScorerConfig, pair
 from personalign.methods.base import Method
 from personalign.methods.icl import most_recent
 from personalign.retrievers._util import LRU
-from personalign.store import stable_hash
+from personalign.store import profile_key, stable_hash
 from personalign.tasks.filters import apply_filter
 from personalign.tasks.metrics import example_score
 from personalign.types import Answer, Example, GenParams, ProfileItem, Request, Trace
@@ -94,9 +94,12 @@ class HYDRA(Method):
     def _pool(self, query: str, profile: Sequence[ProfileItem]) -> list[ProfileItem]:
         return self.retriever.top_k(query, profile, self.task, self.candidates) if self.retriever else list(profile)
 
+    def _item_features(self, query: str, items: Sequence[ProfileItem]) -> np.ndarray:
+        return pair_features(self._vector(query), self._vectors([self.task.item_document(i) for i in items]))
+
     def _rerank_group(self, query: str, items: Sequence[ProfileItem], gold: str) -> Group:
-        x = pair_features(self._vector(query), self._vectors([self.task.item_document(i) for i in items]))
-        return x, np.array([self._utility(self._output(i), gold) for i in items], dtype=np.float32)
+        utilities = np.array([self._utility(self._output(i), gold) for i in items], dtype=np.float32)
+        return self._item_features(query, items), utilities
 
     def _adapter_group(self, query: str, texts: Sequence[str], user: np.ndarray, gold: str) -> Group:
         x = pair_features(self._vector(query), self._vectors(texts), user)
@@ -204,7 +207,7 @@ class HYDRA(Method):
 
     def user_heads(self, profile: Sequence[ProfileItem]) -> dict[str, Any]:
         """The user's reranker and adapter heads, fitted on their own items (cached by the item set)."""
-        key = stable_hash(sorted(stable_hash(item) for item in profile))[:24]
+        key = profile_key(profile)
         found = self.heads.get(key)
         if found is not None:
             return found
@@ -234,8 +237,7 @@ class HYDRA(Method):
         if not pool:
             return [], [], "none"
         head = self.user_heads(profile)["reranker"]
-        scores = self.reranker.score(pair_features(self._vector(query), self._vectors(
-            [self.task.item_document(i) for i in pool])), head)
+        scores = self.reranker.score(self._item_features(query, pool), head)
         order = sorted(range(len(pool)), key=lambda i: (-scores[i], i))[: self.config.k]
         trace.retrieved_ids.extend(str(pool[i].get("id", "")) for i in order)
         return [pool[i] for i in order], [float(scores[i]) for i in order], "user" if head is not None else "shared"

@@ -23,7 +23,7 @@ from personalign.errors import ConfigError
 from personalign.methods.base import Method
 from personalign.methods.rpo import reflection_spec
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
-from personalign.store import SqliteStore, stable_hash
+from personalign.store import SqliteStore, profile_key, stable_hash
 from personalign.types import Answer, GenParams, Request, Trace
 
 
@@ -51,9 +51,8 @@ class POPI(Method):
         return {"base": self.llm, "summarizer": self.summarizer_llm}
 
     def _key(self, profile) -> str:
-        items = sorted(stable_hash(item) for item in profile)
         return stable_hash([self.summarizer_llm.identity(), self.summary_budget, self.summary_items,
-                            self.config.item_max_words, self.config.seed, items])[:32]
+                            self.config.item_max_words, self.config.seed, profile_key(profile)])[:32]
 
     def summarize(self, profile, trace: Trace):
         """The user's budgeted summary (``summary = yield from self.summarize(...)``), stored once written."""

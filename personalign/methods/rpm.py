@@ -25,10 +25,10 @@ import numpy as np
 
 from personalign.methods.base import Method
 from personalign.methods.icl import most_recent
-from personalign.rpm.user_model import (FEATURE_SCHEMA, BuildCost, ItemModel, UserModel, build_factors, item_key,
-                                        item_parts, parse_features)
+from personalign.rpm.user_model import (FEATURE_SCHEMA, BuildCost, ItemModel, UserModel, build_factors, item_parts,
+                                        parse_features)
 from personalign.retrievers._util import LRU
-from personalign.store import SqliteStore, stable_hash
+from personalign.store import SqliteStore, item_key, profile_key
 from personalign.types import Answer, GenParams, Request, Trace
 
 FEATURE_PROMPT = (
@@ -105,14 +105,11 @@ class RPM(Method):
 
     # ------------------------------------------------------------ the user model
 
-    def _user_key(self, profile: Sequence[dict[str, Any]]) -> str:
-        return stable_hash(sorted(item_key(item) for item in profile))[:24]
-
     def user_model(self, profile: Sequence[dict[str, Any]], trace: Trace, previous: UserModel | None = None):
         """The user model of ``profile`` (``model = yield from self.user_model(...)``), built once: only items
         not in ``previous`` (or in the stored model of the same items) cost LLM calls."""
         chosen = most_recent(list(profile), self.max_items)
-        key = self._user_key(chosen)
+        key = profile_key(chosen)
         stored = self.models.get(key)
         if stored is None and self.disk is not None and (raw := self.disk.get_json(key)) is not None:
             stored = UserModel.from_json(raw["model"])
@@ -175,11 +172,12 @@ class RPM(Method):
         retrieved = self.feature_retrieve(model, query_features or [], self.config.k)
         trace.retrieved_ids.extend(item.item_id for item in retrieved)
         cases = "\n".join(f"- {self._example_text(i.source, i.answer)}\n  Reasoning: {i.path}" for i in retrieved)
-        prompt = ANSWER_PROMPT.format(factors="\n".join(f.line() for f in model.factors) or "- none yet",
+        factors = [f.line() for f in model.factors]
+        prompt = ANSWER_PROMPT.format(factors="\n".join(factors) or "- none yet",
                                       cases=cases or "- none", features="; ".join(query_features or []) or "unknown",
                                       input=example.input)
         raw = yield from self.ask(prompt, trace)
-        trace.extra.update(rpm_factors=[f.line() for f in model.factors], rpm_query_features=query_features,
+        trace.extra.update(rpm_factors=factors, rpm_query_features=query_features,
                            rpm_build_cost=vars(model.cost).copy())
         return Answer(raw, trace, self.output_filter)
 

@@ -22,7 +22,7 @@ from personalign.engine import answer_requests
 from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages, summary_reward
-from personalign.rpo.config import _build, read_yaml
+from personalign.rpo.config import load_dataclass
 from personalign.tasks import get_task
 from personalign.training.rl import RLConfig, RLTrainer
 from personalign.types import GenParams, Messages, Request
@@ -58,9 +58,7 @@ class POPIConfig:
 
 
 def load_popi_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> POPIConfig:
-    values = read_yaml(path) if path else {}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return _build(POPIConfig, values, str(path or "config"))
+    return load_dataclass(POPIConfig, path, overrides)
 
 
 @dataclass

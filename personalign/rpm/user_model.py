@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from personalign.store import stable_hash
 from personalign.tasks.spec import TaskSpec
 
 MAX_FEATURE_CHARS = 80
@@ -61,10 +60,6 @@ def item_parts(task: TaskSpec, item: dict[str, Any], max_words: int | None) -> t
     words = lambda text: " ".join(str(text).split()[:max_words] if max_words else str(text).split())  # noqa: E731
     source = words(item.get(task.input_field, "")) if task.input_field else ""
     return source, words(task.item_output(item) or "")
-
-
-def item_key(item: dict[str, Any]) -> str:
-    return stable_hash({k: v for k, v in sorted(item.items()) if not k.startswith("_")})[:16]
 
 
 @dataclass

@@ -112,11 +112,16 @@ def read_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _deep_merge(read_yaml(path.parent / parent, (*seen, path)), values) if parent else values
 
 
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RPOConfig:
-    """An RPOConfig from a YAML file (missing keys keep their defaults), then top-level overrides."""
+def load_dataclass(cls: type, path: str | Path | None, overrides: dict[str, Any] | None = None) -> Any:
+    """A ``cls`` config from a YAML file (missing keys keep their defaults), then top-level overrides."""
     values = read_yaml(path) if path else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return _build(RPOConfig, values, str(path or "config"))
+    return _build(cls, values, str(path or "config"))
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RPOConfig:
+    """An RPOConfig from a YAML file, then top-level overrides."""
+    return load_dataclass(RPOConfig, path, overrides)
 
 
 def config_dict(config: RPOConfig) -> dict[str, Any]:
