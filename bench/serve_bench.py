@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
@@ -52,6 +53,8 @@ def service(config_text: str, max_seconds: float) -> Iterator[tuple[str, str]]:
         key = made.stdout.split("API key ")[1].split()[0]
         proc = subprocess.Popen(cli + ["serve", "--config", str(config), "--log-level", "warning"])
         url = f"http://127.0.0.1:{port}"
+        deadline = threading.Timer(max_seconds, proc.kill)  # the bench is bounded in time whatever happens
+        deadline.start()
         try:
             deadline = time.monotonic() + 120
             while True:
@@ -65,6 +68,7 @@ def service(config_text: str, max_seconds: float) -> Iterator[tuple[str, str]]:
                 time.sleep(0.2)
             yield url, key
         finally:
+            deadline.cancel()
             proc.terminate()
             proc.wait(timeout=30)
 

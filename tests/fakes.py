@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from personalign.backends.base import LLM
 from personalign.types import Completion, GenParams, Messages
@@ -42,3 +43,28 @@ class FakeEchoLLM(LLM):
         self.prompts.append(messages[-1]["content"])
         return Completion(text="echo: " + messages[-1]["content"], prompt_tokens=len(messages[-1]["content"].split()),
                           completion_tokens=3)
+
+
+VOCAB = ["jazz", "piano", "rock", "guitar", "angry", "happy", "refund", "broken"]
+
+
+class FakeRuleLLM(LLM):
+    """Fake for orchestration: features are the vocabulary words in the example; ``bad`` words make the first
+    (or every, with ``always_bad``) extraction malformed; paths and answers are fixed strings."""
+
+    def __init__(self, bad: tuple[str, ...] = (), always_bad: tuple[str, ...] = ()):
+        self.name, self.bad, self.always_bad, self.prompts = "fake-rule", bad, always_bad, []
+
+    def _generate(self, messages: Messages, params: GenParams) -> Completion:
+        prompt = messages[-1]["content"]
+        self.prompts.append(prompt)
+        if "Reply only with a JSON object" in prompt:
+            case = prompt.split("\n\nList")[0]
+            retry = "not valid JSON" in prompt
+            if any(w in case for w in self.always_bad) or (not retry and any(w in case for w in self.bad)):
+                return Completion("features: jazz, maybe", 10, 4)
+            words = [w for w in VOCAB if w in case.lower()] or ["plain"]
+            return Completion(json.dumps({"features": words}), 10, 4)
+        if "explain how these features" in prompt:
+            return Completion("Because of " + prompt.split("Features: ")[1].split("\n")[0], 10, 6)
+        return Completion("Short thought.\nAnswer: 5", 10, 3)

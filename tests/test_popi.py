@@ -125,3 +125,44 @@ def test_the_generators_context_is_averaged_apart_from_the_summarizers():
     out = summarize(get_task("LaMP_3"), rows)
     assert out["prompt_tokens/ex"] == 70 and out["answer_prompt_tokens/ex"] == 30.5
     assert summarize(get_task("LaMP_3"), [{**rows[0], "trace": {"prompt_tokens": 5}}])["answer_prompt_tokens/ex"] is None
+
+
+def test_the_generators_sft_prompt_is_the_prompt_the_popi_method_sends(tmp_path):
+    from personalign.popi.generator import generator_records
+    from personalign.popi.train import POPIConfig
+
+    generator = FakeEchoGenerator()
+    method = build_method("popi", get_task("LaMP_3"), llm=generator, cache_dir=tmp_path)
+    example = Example("q", get_task("LaMP_3").format_input("The clip broke."), PROFILE, derived={"popi_summary": "harsh critic"})
+    method.answer(example, PROFILE)
+    (record,) = generator_records(POPIConfig(), [example], {"q": "2"}, ["harsh critic"])
+    assert record["messages"] == [{"role": "user", "content": generator.prompts[-1]}] and record["target"] == "2"
+
+
+def _train_split(tmp_path):
+    """The shipped LaMP_3 example users as a train split (POPI's generator trains on train users)."""
+    from importlib.resources import files
+
+    source, target = files("personalign") / "data/examples/LaMP_3/user", tmp_path / "data/LaMP_3/user"
+    target.mkdir(parents=True)
+    for kind in ("questions", "outputs"):
+        (target / f"train_{kind}.json").write_text((source / f"dev_{kind}.json").read_text())
+    return tmp_path / "data"
+
+
+@pytest.mark.model
+def test_popi_generator_sft_trains_on_summary_conditioned_golds_with_the_bundled_model(tmp_path):
+    from personalign.popi.generator import train_popi_generator
+    from personalign.popi.train import POPIConfig
+    from personalign.rpo.config import SFTConfig
+
+    config = POPIConfig(task="LaMP_3", data=str(_train_split(tmp_path)), out=str(tmp_path / "popi"), summary_budget=16,
+                        summary_items=3, item_max_words=8, generator_questions=3,
+                        generator_sft=SFTConfig(batch_size=3, epochs=1, max_length=512, learning_rate=1e-5))
+    summary = train_popi_generator(config, cache_dir=str(tmp_path / "cache"))
+    out = tmp_path / "popi" / "LaMP_3" / "generator"
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and summary["steps"] == 1 and (out / "model" / "config.json").is_file()
+    assert all(r["messages"][0]["content"].startswith("This user's preferences: ") or not r["summary"] for r in records)
+    assert all(r["target"] in {"1", "2", "3", "4", "5"} for r in records)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "done"

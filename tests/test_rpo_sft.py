@@ -76,7 +76,7 @@ def test_tiny_sft_run_on_the_bundled_model(tmp_path):
     from personalign.rpo.model_io import load_trainable
     from personalign.rpo.sft import ReflectionSFTTrainer, train_sft
 
-    trainer = ReflectionSFTTrainer(_config(), _trajectories(), tmp_path / "inspect").trainer
+    trainer = ReflectionSFTTrainer(_config().sft, _trajectories(), tmp_path / "inspect").trainer
     tokenizer = trainer.processing_class
     for row in trainer.train_dataset:
         prompt = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100])
@@ -159,7 +159,7 @@ def test_later_stages_take_the_data_hash_from_the_trajectories_manifest(tmp_path
 def test_sft_arguments_turn_checkpointing_off_under_either_transformers_name(tmp_path):
     from personalign.rpo.sft import _sft_args
 
-    args = _sft_args(_config(), tmp_path, 8)
+    args = _sft_args(_config().sft, tmp_path, 8)
     assert getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", None)) is False
 
 

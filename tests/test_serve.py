@@ -6,6 +6,7 @@ one integration test runs the real bundled model.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -150,15 +151,15 @@ def test_earlier_turns_of_a_conversation_reach_the_method(service):
     assert "I love short answers about cats" in reply.choices[0].message.content
 
 
-def summary_app(tmp_path, store_url=None):
-    """A PAG service whose summaries a test builds by hand (no worker thread): app, store, worker, key."""
+def summary_app(tmp_path, store_url=None, method="pag", llm=None):
+    """A service whose derived data (PAG by default) a test builds by hand (no worker thread): app, store, worker, key."""
     from personalign.serve.derived import DerivedWorker, SummaryBuilder
 
-    config = ServeConfig(data_dir=str(tmp_path), store_url=store_url, method="pag", derived_worker=False)
+    config = ServeConfig(data_dir=str(tmp_path), store_url=store_url, method=method, derived_worker=False)
     store = Store(config.store())
-    app = create_app(config, base_llm=FakeEchoLLM(), store=store)
+    app = create_app(config, base_llm=llm or FakeEchoLLM(), store=store)
     assert store.derived == ("summary",) and app.state.worker is None
-    worker = DerivedWorker(store, [SummaryBuilder(app.state.personalizer.method, app.state.personalizer.lock)])
+    worker = DerivedWorker(store, [SummaryBuilder(app.state.personalizer)])
     return app, store, worker, store.add_tenant("acme")
 
 
@@ -206,6 +207,79 @@ def test_pag_summaries_are_versioned_derived_data_and_deleting_an_item_removes_e
         assert "pineapple" not in str(httpx.get(f"{url}/v1/users/alice/export", headers=auth).json())
         deleted = httpx.delete(f"{url}/v1/users/alice", headers=auth).json()["deleted"]
         assert deleted == {"items": 3, "answers": 1, "summaries": 1}
+    store.engine.dispose()
+
+
+def stored_texts(store: Store, table: str, column: str) -> list[str]:
+    """Every value of one column of one table, read from the storage itself."""
+    with store.engine.connect() as db:
+        return [str(row[0]) for row in db.exec_driver_sql(f"select {column} from {table}")]
+
+
+def test_popi_summaries_are_derived_data_of_the_service_and_go_with_their_items(tmp_path):
+    app, store, worker, key = summary_app(tmp_path, method="popi")
+    llm = app.state.personalizer.llm
+    with running(app) as url:
+        secret, _ = add(url, key, "alice", "my secret is pineapple", "i like jazz")
+        first = ask(url, key, "alice", "music?").model_extra["personalign"]
+        assert first["summary_version"] is None and "This user's preferences" not in llm.prompts[-1]
+        worker.run_once()
+        built = store.summary("acme", "alice", app.state.personalizer.derived_id)
+        assert built["model_id"].startswith("popi_summary:") and "pineapple" in built["text"]
+        assert llm.count_tokens(built["text"]) <= 48  # the budget, enforced on the stored summary
+        reply = ask(url, key, "alice", "music?").model_extra["personalign"]
+        assert reply["summary_version"] == built["version"]
+        assert llm.prompts[-1].startswith("This user's preferences: " + built["text"])
+        deleted = httpx.delete(f"{url}/v1/users/alice/history/{secret}", headers={"Authorization": f"Bearer {key}"})
+        assert deleted.json()["answers_deleted"] == 1  # the answer that used the summary; the first used none
+        assert not any("pineapple" in t for t in stored_texts(store, "user_summaries", "text"))
+        assert [a["summary_version"] for a in store.answers("acme", "alice")] == [None]
+    store.engine.dispose()
+
+
+def test_a_derived_version_of_other_models_or_another_method_is_not_used(tmp_path):
+    app, store, worker, key = summary_app(tmp_path, method="popi")
+    store.add_items("acme", "alice", [{"text": "i like jazz"}])
+    (pk,) = [i["_pk"] for i in store.summary_source("acme", "alice", 10)]
+    store.put_summary("acme", "alice", "profile_summary:another-model", "a PAG summary", [pk])
+    assert store.summary("acme", "alice", app.state.personalizer.derived_id) is None
+    worker.run_once()
+    assert store.summary("acme", "alice", app.state.personalizer.derived_id)["text"] != "a PAG summary"
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_rpm_user_models_are_derived_data_updated_incrementally_and_deleted_with_their_items(tmp_path, request, backend):
+    from fakes import FakeRuleLLM
+
+    store_url = request.getfixturevalue("postgres").database() if backend == "postgres" else None
+    app, store, worker, key = summary_app(tmp_path, store_url, method="rpm", llm=FakeRuleLLM())
+    personalizer, llm = app.state.personalizer, app.state.personalizer.llm
+    assert personalizer.method.encoder._memory.size == 0  # no embedding outlives its item in the process
+    with running(app) as url:
+        jazz, _ = add(url, key, "alice", "a jazz piano night", "the broken kettle, refund please")
+        before = ask(url, key, "alice", "any piano tips?").model_extra["personalign"]
+        assert before["summary_version"] is None and "- none yet" in llm.prompts[-1]  # it never waits for a build
+        calls = len(llm.prompts)
+        worker.run_once()
+        assert len(llm.prompts) - calls == 4  # features and a reasoning path per item
+        model = json.loads(store.summary("acme", "alice", personalizer.derived_id)["text"])
+        assert sorted(i["answer"] for i in model["items"].values()) == ["a jazz piano night",
+                                                                         "the broken kettle, refund please"]
+        add(url, key, "alice", "so happy with my guitar")
+        calls = len(llm.prompts)
+        worker.run_once()
+        assert len(llm.prompts) - calls == 2  # incremental: only the new item costs calls
+        version = store.summary("acme", "alice", personalizer.derived_id)["version"]
+        reply = ask(url, key, "alice", "any piano tips?").model_extra["personalign"]
+        assert reply["summary_version"] == version and "Reasoning: Because of jazz; piano" in llm.prompts[-1]
+        assert httpx.delete(f"{url}/v1/users/alice/history/{jazz}",
+                            headers={"Authorization": f"Bearer {key}"}).json()["answers_deleted"] == 1
+        assert not any("jazz" in t for t in stored_texts(store, "user_summaries", "text"))
+        assert not any("jazz" in t for t in stored_texts(store, "answers", "query || final"))
+        worker.run_once()  # the rebuild the delete queued
+        rebuilt = json.loads(store.summary("acme", "alice", personalizer.derived_id)["text"])
+        assert len(rebuilt["items"]) == 2 and "jazz" not in json.dumps(rebuilt)
     store.engine.dispose()
 
 

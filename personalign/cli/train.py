@@ -27,16 +27,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 def train_popi_cli(args: argparse.Namespace, overrides: dict) -> int:
     from dataclasses import asdict
 
+    from personalign.popi.generator import train_popi_generator
     from personalign.popi.train import load_popi_config, train_popi
 
-    if args.stage != "rl":
-        raise ConfigError("POPI has one training stage: personalign train popi rl")
+    if args.stage not in ("rl", "generator"):
+        raise ConfigError("POPI trains two things: personalign train popi rl (the summarizer), "
+                          "personalign train popi generator (the generator's SFT)")
     config = load_popi_config(args.config, overrides)
     if args.threads:
         config.rl.threads = args.threads
-    print(f"POPI summarizer RL for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'rl'}")
-    summary = train_popi(config, args.cache_dir)
-    print(json.dumps({"stage": "popi-rl", "summary": summary, "config": asdict(config)}, indent=2))
+    if args.stage == "generator":
+        print(f"POPI generator SFT for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'generator'}")
+        summary = train_popi_generator(config, args.cache_dir)
+    else:
+        print(f"POPI summarizer RL for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'rl'}")
+        summary = train_popi(config, args.cache_dir)
+    print(json.dumps({"stage": f"popi-{args.stage}", "summary": summary, "config": asdict(config)}, indent=2))
     return 0
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -69,9 +75,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 def register(sub: argparse._SubParsersAction) -> None:
-    tr = sub.add_parser("train", help="train a method's models (RPO: trajectories, then sft, then rl; POPI: rl)")
+    tr = sub.add_parser("train", help="train a method's models (RPO: trajectories, then sft, then rl; "
+                                      "POPI: rl for the summarizer, generator for the generator's SFT)")
     tr.add_argument("method", choices=["rpo", "popi"])
-    tr.add_argument("stage", choices=["trajectories", "sft", "rl"])
+    tr.add_argument("stage", choices=["trajectories", "sft", "rl", "generator"])
     tr.add_argument("--config", help="YAML with every hyperparameter (see configs/rpo/, configs/popi/)")
     tr.add_argument("--data", help="LaMP-format data folder (overrides the config)")
     tr.add_argument("--task", help="task name (overrides the config)")

@@ -65,6 +65,11 @@ class Method(ABC):
     needs_llm: bool = True
     needs_train: bool = False  # references fitted on the train split (population majority)
     cot: bool = False
+    # Per-user data a method can take ready-made in ``Example.derived[derived_key]`` (PAG's and POPI's
+    # summaries, RPM's user model). Such a method also has ``derived_items`` (how many of the newest
+    # history items it reads) and ``derive(profile, previous, trace)``, a plan that returns the data as
+    # text (``previous``: the last version, for an incremental update); the service builds it ahead.
+    derived_key: str | None = None
 
     def __init__(
         self,

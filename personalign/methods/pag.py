@@ -20,6 +20,16 @@ SUMMARY_PROMPT = (
 
 
 class PAG(Method):
+    derived_key = "profile_summary"
+
+    @property
+    def derived_items(self) -> int:
+        return self.config.summary_items
+
+    def derive(self, profile, previous: str | None, trace: Trace):
+        """The profile summary as derived data (``previous`` is not needed: a summary is rewritten whole)."""
+        return (yield from self.summarize(profile, trace))
+
     def summarize(self, profile, trace: Trace):
         """Request the user's profile summary (``summary = yield from self.summarize(...)``)."""
         items = most_recent(profile, self.config.summary_items)

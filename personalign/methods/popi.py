@@ -30,6 +30,8 @@ from personalign.types import Answer, GenParams, Request, Trace
 class POPI(Method):
     """Preference summary (once per user, stored), then the summary-conditioned answer."""
 
+    derived_key = "popi_summary"
+
     def __init__(self, *args: Any, summarizer: str = "base", summarizer_llm: LLM | None = None,
                  summarizer_options: dict | None = None, summary_budget: int = 48, summary_items: int | None = None,
                  **kwargs: Any):
@@ -49,6 +51,14 @@ class POPI(Method):
 
     def backends(self) -> dict[str, Any]:
         return {"base": self.llm, "summarizer": self.summarizer_llm}
+
+    @property
+    def derived_items(self) -> int:
+        return self.summary_items
+
+    def derive(self, profile, previous: str | None, trace: Trace):
+        """The budgeted summary as derived data (written whole; ``previous`` is not needed)."""
+        return (yield from self.summarize(profile, trace))
 
     def _key(self, profile) -> str:
         return stable_hash([self.summarizer_llm.identity(), self.summary_budget, self.summary_items,

@@ -11,8 +11,11 @@ the retrieved items' reasoning paths; the model reasons, then answers after "Ans
 
 Options: ``max_items`` (history items modelled per user, newest first; the build cost grows with it),
 ``max_factors``, ``encoder`` (a dense retriever spec for feature embeddings; default the bundled
-MiniLM), ``path_max_tokens``. User models are kept in memory and, with a cache folder, on disk
-(``rpm_users.sqlite``), keyed by the user's items, so a grown history only processes the new items.
+MiniLM), ``path_max_tokens``, ``encoder_memory`` (feature embeddings kept in memory). User models are
+kept in memory and, with a cache folder, on disk (``rpm_users.sqlite``), keyed by the user's items, so a
+grown history only processes the new items. The service instead stores the user model as versioned
+derived data (``derive``), hands it in as ``example.derived["rpm_model"]`` and sets ``encoder_memory: 0``,
+so that nothing derived from a deleted item stays in its processes.
 """
 
 from __future__ import annotations
@@ -51,15 +54,17 @@ class RPM(Method):
     """Factors, reasoning paths and feature retrieval from the user's history, then guided generation."""
 
     cot = True
+    derived_key = "rpm_model"
 
     def __init__(self, *args: Any, max_items: int = 16, max_factors: int = 4, encoder: str | None = None,
-                 path_max_tokens: int = 64, feature_max_tokens: int = 64, **kwargs: Any):
+                 path_max_tokens: int = 64, feature_max_tokens: int = 64, encoder_memory: int = 100_000,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         from personalign.retrievers.dense import DenseRetriever
 
         self.max_items, self.max_factors = max_items, max_factors
         self.path_max_tokens, self.feature_max_tokens = path_max_tokens, feature_max_tokens
-        self.encoder = DenseRetriever(encoder, cache_dir=self.cache_dir)
+        self.encoder = DenseRetriever(encoder, cache_dir=self.cache_dir, memory_items=encoder_memory)
         self.models: LRU[UserModel] = LRU(256)        # by the user's item set
         self.latest: LRU[UserModel] = LRU(256)        # by user id: the base of an incremental update
         self.disk = SqliteStore(Path(self.cache_dir) / "rpm_users.sqlite", table="users") if self.cache_dir else None
@@ -116,6 +121,24 @@ class RPM(Method):
         if stored is not None:
             self.models.put(key, stored)
             return stored
+        model = yield from self.build_user_model(chosen, trace, previous)
+        self.models.put(key, model)
+        if self.disk is not None:
+            self.disk.put_json(key, {"model": model.to_json()})
+        return model
+
+    @property
+    def derived_items(self) -> int:
+        return self.max_items
+
+    def derive(self, profile: Sequence[dict[str, Any]], previous: str | None, trace: Trace):
+        """The user model as derived data (JSON), updated from ``previous`` (its items cost no LLM call)."""
+        model = yield from self.build_user_model(most_recent(list(profile), self.max_items), trace,
+                                                 UserModel.from_json(previous) if previous else None)
+        return model.to_json()
+
+    def build_user_model(self, chosen: Sequence[dict[str, Any]], trace: Trace, previous: UserModel | None):
+        """The user model of the items ``chosen``, built anew except for the items ``previous`` already has."""
         start = time.perf_counter()
         model = UserModel(cost=BuildCost(**vars(previous.cost)) if previous else BuildCost())
         known = previous.items if previous else {}
@@ -141,9 +164,6 @@ class RPM(Method):
             self._charge(model.cost, completion)
             model.items[k].path = " ".join(completion.text.split())
         model.cost.seconds += time.perf_counter() - start
-        self.models.put(key, model)
-        if self.disk is not None:
-            self.disk.put_json(key, {"model": model.to_json()})
         return model
 
     # ------------------------------------------------------------ per question
@@ -164,9 +184,13 @@ class RPM(Method):
 
     def plan(self, example, profile):
         trace = Trace()
-        model = yield from self.user_model(profile, trace, self.latest.get(example.user_id or ""))
-        if example.user_id:
-            self.latest.put(example.user_id, model)
+        if self.derived_key in example.derived:  # built ahead (the service); empty before the first build
+            raw = example.derived[self.derived_key]
+            model = UserModel.from_json(raw) if raw else UserModel()
+        else:
+            model = yield from self.user_model(profile, trace, self.latest.get(example.user_id or ""))
+            if example.user_id:
+                self.latest.put(example.user_id, model)
         source = self.task.query_text(example.input)
         (query_features,) = yield from self.features([(source, None)], trace, "rpm_query", BuildCost())
         retrieved = self.feature_retrieve(model, query_features or [], self.config.k)

@@ -4,8 +4,9 @@ POPI supplies :class:`personalign.training.rl.RLTrainer` with its prompts (one t
 prompt), a renderer (the summarizer prompt) and a reward that runs the frozen generator on each sampled
 summary, cut to the budget, and scores its answer with the task metric minus a length penalty. The
 trained summarizer goes to ``<out>/<task>/rl/model``; ``personalign export`` makes it a GGUF for the
-``popi`` method's ``summarizer`` option. Optimizing the generator as well (the paper's joint objective)
-is not built.
+``popi`` method's ``summarizer`` option. The generator is optimized too, as an option, by
+``personalign train popi generator`` (``personalign.popi.generator``); point ``generator`` at its export
+to train the summarizer against the trained generator.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from personalign.engine import answer_requests
 from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages, summary_reward
-from personalign.rpo.config import load_dataclass
+from personalign.rpo.config import SFTConfig, load_dataclass
 from personalign.tasks import get_task
 from personalign.training.rl import RLConfig, RLTrainer
 from personalign.types import GenParams, Messages, Request
@@ -46,6 +47,7 @@ class POPIConfig:
     train_part: str = "train"              # "fit" leaves the validation users out
     out: str = "runs/popi"
     summarizer: str = "bundled"            # the initial (trainable) summarizer: bundled, a GGUF, an HF folder
+    summarizer_options: dict[str, Any] = field(default_factory=dict)  # its backend when it writes generator-SFT summaries
     generator: str = "llamacpp"            # the frozen generator the reward runs: any backend spec
     generator_options: dict[str, Any] = field(default_factory=dict)
     summary_budget: int = 48               # generator tokens
@@ -55,10 +57,15 @@ class POPIConfig:
     max_questions: int | None = 64         # train questions used as RL prompts (seeded sample)
     seed: int = 0
     rl: SummarizerRLConfig = field(default_factory=SummarizerRLConfig)
+    generator_questions: int | None = 128  # train questions for the generator's SFT (seeded sample)
+    generator_sft: SFTConfig = field(default_factory=lambda: SFTConfig(max_length=1024, learning_rate=1e-5))
 
 
 def load_popi_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> POPIConfig:
-    return load_dataclass(POPIConfig, path, overrides)
+    """A POPIConfig from YAML; ``{task}`` in ``generator`` becomes the task (a trained generator per task)."""
+    config = load_dataclass(POPIConfig, path, overrides)
+    config.generator = config.generator.replace("{task}", config.task)
+    return config
 
 
 @dataclass

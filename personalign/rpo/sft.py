@@ -17,7 +17,7 @@ import torch
 
 from personalign.backends import shorten_messages
 from personalign.errors import ConfigError
-from personalign.rpo.config import RPOConfig
+from personalign.rpo.config import RPOConfig, SFTConfig
 from personalign.rpo.model_io import load_trainable, save_model
 from personalign.types import Messages
 
@@ -43,15 +43,14 @@ def _count(tokenizer: Any, messages: Messages) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
-    from trl import SFTConfig
+def _sft_args(sft: SFTConfig, checkpoints: Path, n_examples: int) -> Any:
+    from trl import SFTConfig as TRLSFTConfig
 
-    sft = config.sft
     cuda = torch.cuda.is_available()
     total_steps = math.ceil(math.ceil(n_examples / sft.batch_size) / sft.gradient_accumulation_steps * sft.epochs)
-    names = {f.name for f in fields(SFTConfig)}  # newer transformers call gradient_checkpointing this
+    names = {f.name for f in fields(TRLSFTConfig)}  # newer transformers call gradient_checkpointing this
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return SFTConfig(
+    return TRLSFTConfig(
         **{checkpointing: False},  # small models: speed over memory
         output_dir=str(checkpoints),
         num_train_epochs=sft.epochs,
@@ -77,17 +76,19 @@ def _sft_args(config: RPOConfig, checkpoints: Path, n_examples: int) -> Any:
 
 
 class ReflectionSFTTrainer:
-    """RPO's SFT stage: TRL's ``SFTTrainer`` on prompt-completion trajectories, resumable, with a JSONL log."""
+    """RPO's SFT stage: TRL's ``SFTTrainer`` on prompt-completion trajectories, resumable, with a JSONL log.
 
-    def __init__(self, config: RPOConfig, trajectories: list[dict], out_dir: str | Path):
-        sft = config.sft
+    Any prompt-completion data fits: POPI fine-tunes its generator on summary-conditioned golds with it.
+    """
+
+    def __init__(self, sft: SFTConfig, trajectories: list[dict], out_dir: str | Path):
         if not trajectories:
             raise ConfigError("SFT needs at least one trajectory")
         if not 0.0 <= sft.warmup_ratio < 1.0:
             raise ConfigError(f"sft.warmup_ratio must be in [0, 1), got {sft.warmup_ratio}")
         if sft.batch_size < 1 or sft.gradient_accumulation_steps < 1 or sft.epochs <= 0:
             raise ConfigError("sft.batch_size, sft.gradient_accumulation_steps and sft.epochs must be positive")
-        self.config, self.trajectories, self.out_dir = config, trajectories, Path(out_dir)
+        self.sft, self.trajectories, self.out_dir = sft, trajectories, Path(out_dir)
         self._trainer: Any = None
 
     @property
@@ -97,7 +98,7 @@ class ReflectionSFTTrainer:
             from datasets import Dataset
             from trl import SFTTrainer
 
-            sft = self.config.sft
+            sft = self.sft
             model, tokenizer = load_trainable(sft.model)
             peft_config = None
             if sft.lora:
@@ -106,7 +107,7 @@ class ReflectionSFTTrainer:
                 peft_config = LoraConfig(r=sft.lora_r, lora_alpha=sft.lora_alpha, lora_dropout=0.05,
                                          target_modules="all-linear", task_type="CAUSAL_LM")
             dataset = Dataset.from_list(sft_records(self.trajectories, tokenizer, sft.max_length))
-            args = _sft_args(self.config, self.out_dir / "checkpoints", len(dataset))
+            args = _sft_args(sft, self.out_dir / "checkpoints", len(dataset))
             self._trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                                        processing_class=tokenizer, peft_config=peft_config)
         return self._trainer
@@ -140,4 +141,4 @@ class ReflectionSFTTrainer:
 
 def train_sft(config: RPOConfig, trajectories: list[dict], out_dir: Path, resume: bool = True) -> dict:
     """Fine-tune ``config.sft.model`` on ``trajectories`` (see :class:`ReflectionSFTTrainer`)."""
-    return ReflectionSFTTrainer(config, trajectories, out_dir).train(resume)
+    return ReflectionSFTTrainer(config.sft, trajectories, out_dir).train(resume)

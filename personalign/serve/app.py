@@ -135,8 +135,8 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
         embeddings, retriever = encoder.model_id, StoredDenseRetriever(encoder)
         builders.append(EmbeddingBuilder(encoder))
     personalizer = Personalizer(config, base_llm=base_llm, metrics=metrics, retriever=retriever)
-    if personalizer.uses_summary:  # PAG's profile summary: derived data, versioned, built in the background
-        builders.append(SummaryBuilder(personalizer.method, personalizer.lock))
+    if personalizer.derived_key:  # summaries, user models: derived data, versioned, built in the background
+        builders.append(SummaryBuilder(personalizer))
     store.derived = tuple(builder.kind for builder in builders)
     worker = DerivedWorker(store, builders) if builders and config.derived_worker else None
     metrics.track_queue(store)
@@ -204,7 +204,7 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
             built = sum(bool(item.get("embedded")) for item in profile)
             metrics.derived_lookups.labels(kind="embed", result="hit").inc(built)
             metrics.derived_lookups.labels(kind="embed", result="miss").inc(len(profile) - built)
-        if personalizer.uses_summary:
+        if personalizer.derived_key:
             metrics.derived_lookups.labels(kind="summary", result="hit" if summary else "miss").inc()
 
     @app.post("/v1/chat/completions", response_model=None)
@@ -212,7 +212,7 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
         messages = [m.model_dump() for m in body.messages]
         start = time.perf_counter()
         profile = store.items(tenant_id, body.user, embeddings) if body.user else []
-        summary = store.summary(tenant_id, body.user) if body.user and personalizer.uses_summary else None
+        summary = store.summary(tenant_id, body.user, personalizer.derived_id) if body.user and personalizer.derived_key else None
         timings = {"store_read": time.perf_counter() - start}
         if body.user:
             count_lookups(profile, summary)

@@ -7,9 +7,12 @@ restart) and runs the kind's builder:
 - ``embed`` (``EmbeddingBuilder``): embeds the user's items that lack an embedding. ``StoredDenseRetriever``
   ranks embedded items by cosine similarity and puts not-yet-embedded ones after them, ranked by BM25.
   Embeddings are keyed by item and deleted with it.
-- ``summary`` (``SummaryBuilder``): PAG's profile summary of the user's newest items, written by the
-  method's own summary request and stored as a new version with the items it was built from. A request
-  uses the newest complete version; deleting any of those items deletes that version.
+- ``summary`` (``SummaryBuilder``): the method's per-user data from the user's newest items (PAG's profile
+  summary, POPI's budgeted preference summary, RPM's user model of features, factors and reasoning paths),
+  written by the method's own ``derive`` plan and stored as a new version with the items it was built from
+  and the identity of the models that built it. RPM updates the newest version: only new items cost LLM
+  calls. A request uses the newest complete version of its own models; deleting any of those items deletes
+  that version.
 
 A request never waits for a build.
 """
@@ -29,7 +32,6 @@ from personalign.retrievers.bm25 import BM25Retriever
 from personalign.retrievers._util import rank_by_scores
 from personalign.retrievers.dense import DenseRetriever
 from personalign.engine import run_plan
-from personalign.methods.pag import PAG
 from personalign.serve.store import Store
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Answer, Trace
@@ -74,26 +76,28 @@ class EmbeddingBuilder:
 
 
 class SummaryBuilder:
-    """``summary`` jobs: a new version of the user's profile summary, by the PAG method's own summary request."""
+    """``summary`` jobs: a new version of the method's per-user derived data (PAG's or POPI's summary, RPM's
+    user model), by the method's own ``derive`` plan, updated from the newest version of the same models."""
 
     kind = "summary"
 
-    def __init__(self, method: PAG, lock: Any):
-        self.method, self.lock = method, lock  # ``lock``: the one the service's requests hold on the LLM
-        self.model_id = str(method.llm.identity()) if method.llm is not None else ""
+    def __init__(self, personalizer: Any):
+        self.method, self.lock = personalizer.method, personalizer.lock  # the lock the requests hold on the LLM
+        self.model_id = personalizer.derived_id
 
-    def _plan(self, items: list[dict[str, Any]]):  # the summary request alone, as a plan the engine runs
+    def _plan(self, items: list[dict[str, Any]], previous: str | None):  # ``derive`` as a plan the engine runs
         trace = Trace()
-        summary = yield from self.method.summarize(items, trace)
-        return Answer(summary, trace, "plain")
+        text = yield from self.method.derive(items, previous, trace)
+        return Answer(text, trace, "plain")
 
     def __call__(self, store: Store, job: dict[str, Any]) -> None:
-        items = store.summary_source(job["tenant"], job["user"], self.method.config.summary_items)
+        items = store.summary_source(job["tenant"], job["user"], self.method.derived_items)
         if not items:
             return
+        previous = store.summary(job["tenant"], job["user"], self.model_id)
         with self.lock:
-            text = run_plan(self._plan(items), self.method.backends()).raw
-        store.put_summary(job["tenant"], job["user"], self.model_id[:256], text, [item["_pk"] for item in items])
+            text = run_plan(self._plan(items, previous["text"] if previous else None), self.method.backends()).raw
+        store.put_summary(job["tenant"], job["user"], self.model_id, text, [item["_pk"] for item in items])
 
 
 class DerivedWorker:

@@ -21,17 +21,19 @@ from typing import Any
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.errors import BackendError
-from personalign.methods import build_method
+from personalign.methods import base_name, build_method
 from personalign.methods.base import MethodConfig
-from personalign.methods.pag import PAG
 from personalign.retrievers import get_retriever
 from personalign.retrievers.base import Retriever
 from personalign.serve.config import ServeConfig
+from personalign.store import stable_hash
 from personalign.tasks import get_task
 from personalign.tasks.filters import parse_reflection
 from personalign.types import Example, GenParams
 
 CHAT_TASK = Path(__file__).parent / "chat.yaml"
+# method options the service sets unless its config does: no in-memory embeddings of deleted items
+SERVICE_OPTIONS: dict[str, dict[str, Any]] = {"rpm": {"encoder_memory": 0}}
 LOG = logging.getLogger("personalign.serve")
 
 
@@ -74,7 +76,7 @@ class Result:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     stages: list[str] = field(default_factory=list)
-    summary_version: int | None = None  # the stored profile summary used (PAG), None when none was built yet
+    summary_version: int | None = None  # the derived-data version used (PAG, POPI, RPM), None before the first build
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per service stage (set by the app)
 
@@ -88,9 +90,14 @@ class Personalizer:
         self.task = get_task(str(CHAT_TASK))
         self.llm = base_llm or get_llm(config.base_llm, **config.base_llm_options)
         self.method_name = config.method_name()
+        options = {**SERVICE_OPTIONS.get(base_name(self.method_name), {}), **config.method_options}
         self.method = build_method(self.method_name, self.task, llm=self.llm, retriever=retriever or get_retriever(config.retriever),
-                                   config=MethodConfig(k=config.k), **config.method_options)
-        self.uses_summary = isinstance(self.method, PAG)  # its profile summary is derived data, built in the background
+                                   config=MethodConfig(k=config.k), **options)
+        # per-user derived data (PAG/POPI summary, RPM user model), built in the background; versions made
+        # with other models or another method are not used
+        self.derived_key = self.method.derived_key
+        self.derived_id = (f"{self.derived_key}:{stable_hash(self.method.identity())[:32]}"
+                           if self.derived_key else None)
         # in-process models are not thread-safe; HTTP backends take concurrent requests
         self.lock: Any = threading.Lock() if not getattr(self.llm, "asynchronous", False) else contextlib.nullcontext()
 
@@ -109,7 +116,7 @@ class Personalizer:
     def answer(self, messages: list[dict[str, Any]], profile: list[dict[str, Any]], max_tokens: int | None = None,
                personalize: bool = True, summary: dict[str, Any] | None = None) -> Result:
         """Personalize the answer to the last user message (after the earlier turns the config allows) with
-        ``profile`` and, for PAG, the stored ``summary`` (never built: none); fall back to the base answer."""
+        ``profile`` and the method's stored derived data, ``summary`` (never built: none); fall back to the base answer."""
         start, request_id = time.perf_counter(), "chatcmpl-" + uuid.uuid4().hex[:24]
         query = conversation_input(messages, self.config.context_messages)
         if not personalize or not query:
@@ -117,7 +124,7 @@ class Personalizer:
             return Result(request_id, text, base_answer=text, fallback="" if personalize else "no user",
                           prompt_tokens=prompt, completion_tokens=completion, stages=["base"],
                           seconds=time.perf_counter() - start)
-        derived = {"profile_summary": summary["text"] if summary else ""} if self.uses_summary else {}
+        derived = {self.derived_key: summary["text"] if summary else ""} if self.derived_key else {}
         example = Example(id=request_id, input=query, profile=profile, derived=derived)
         method = self.method
         if max_tokens:  # the request's max_tokens bounds the answer: a shallow copy shares the models

@@ -254,11 +254,14 @@ class Store:
             version = row.version
         return version
 
-    def summary(self, tenant: str, user: str) -> dict[str, Any] | None:
-        """A user's newest complete summary (``text``, ``version``, ``created_at``), or None before the first build."""
+    def summary(self, tenant: str, user: str, model_id: str | None = None) -> dict[str, Any] | None:
+        """A user's newest complete summary (``text``, ``version``, ``created_at``), of ``model_id`` when given,
+        or None before the first build."""
+        where = [UserSummary.tenant_id == tenant, UserSummary.user_id == user]
+        if model_id is not None:
+            where.append(UserSummary.model_id == model_id)
         with self.sessions() as session:
-            row = session.scalars(select(UserSummary).where(UserSummary.tenant_id == tenant,
-                                                            UserSummary.user_id == user)
+            row = session.scalars(select(UserSummary).where(*where)
                                   .order_by(UserSummary.version.desc()).limit(1)).first()
             return None if row is None else {"text": row.text, "version": row.version, "model_id": row.model_id,
                                              "items": len(row.item_pks or []), "created_at": row.created_at.isoformat()}

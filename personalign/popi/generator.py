@@ -1,0 +1,76 @@
+"""``personalign train popi generator``: POPI's generator fine-tuned on summary-conditioned golds.
+
+The paper optimizes the generator under the same objective as the summarizer. Here the generator is
+fine-tuned (SFT, the RPO SFT trainer) to answer the train users' questions from the summary that the
+summarizer wrote of their history: prompt ``conditioned_input(input, summary)``, exactly as the ``popi``
+method asks it, target the gold. The model goes to ``<out>/<task>/generator/model``; ``personalign
+export`` makes it a GGUF that serves as ``--llm llamacpp:PATH`` and as the RL reward's ``generator``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from personalign.backends import get_llm
+from personalign.data.lamp_io import files_sha256, find_split_files, load_split
+from personalign.engine import answer_requests
+from personalign.errors import ConfigError
+from personalign.manifest import write_manifest
+from personalign.methods.rpo import reflection_spec
+from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
+from personalign.rpo.sft import ReflectionSFTTrainer
+from personalign.tasks import get_task
+from personalign.types import GenParams, Request
+
+
+def generator_records(config: Any, examples: list, golds: dict[str, str], summaries: list[str]) -> list[dict]:
+    """SFT records: the summary-conditioned prompt the ``popi`` method sends, and the gold as target."""
+    return [{"id": e.id, "summary": s, "messages": [{"role": "user", "content": conditioned_input(e.input, s)}],
+             "target": golds[e.id]} for e, s in zip(examples, summaries)]
+
+
+def write_summaries(config: Any, examples: list, cache_dir: str) -> list[str]:
+    """Each example's budgeted summary by ``config.summarizer`` (greedy; cached like every LLM call)."""
+    task = get_task(config.task)
+    cache = Path(cache_dir) / "llm.sqlite"
+    summarizer = get_llm(reflection_spec(config.summarizer), cache_path=cache, **config.summarizer_options)
+    # the budget is counted in the tokens of the generator being trained
+    counter = get_llm(reflection_spec(config.generator_sft.model), cache_path=cache, **config.summarizer_options)
+    params = GenParams(max_tokens=2 * config.summary_budget, temperature=0.0, seed=config.seed)
+    requests = [Request(summary_messages(task, e.profile, config.summary_items, config.item_max_words,
+                                         config.summary_budget), params, stage="summarize") for e in examples]
+    texts: list[str] = []
+    for start in tqdm(range(0, len(requests), 8), desc=f"{config.task} summaries", unit="x8"):
+        texts += [c.text for c in answer_requests(requests[start:start + 8], {"base": summarizer})]
+    return [enforce_budget(text, config.summary_budget, counter.count_tokens) for text in texts]
+
+
+def train_popi_generator(config: Any, cache_dir: str = ".cache/personalign", resume: bool = True) -> dict[str, Any]:
+    """Fine-tune ``config.generator_sft.model`` on ``generator_questions`` train questions; write ``<out>/<task>/generator``."""
+    if config.rl.threads:  # torch CPU threads: one setting for both POPI stages
+        import torch
+
+        torch.set_num_threads(config.rl.threads)
+    task = get_task(config.task)
+    examples, golds = load_split(config.data, task, config.split, config.train_part)
+    if golds is None:
+        raise ConfigError(f"{config.task} {config.split} {config.train_part} split has no outputs file (golds are needed)")
+    examples = [e for e in examples if e.profile and e.id in golds]
+    if config.generator_questions is not None and config.generator_questions < len(examples):
+        examples = random.Random(config.seed + 1).sample(examples, config.generator_questions)
+    out = Path(config.out) / config.task / "generator"
+    data_hash = files_sha256([p for p in find_split_files(config.data, config.task, config.split, config.train_part) if p])
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "running"})
+    out.mkdir(parents=True, exist_ok=True)
+    records = generator_records(config, examples, golds, write_summaries(config, examples, cache_dir))
+    with (out / "records.jsonl").open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(r) + "\n" for r in records)
+    summary = ReflectionSFTTrainer(config.generator_sft, records, out).train(resume)
+    summary["empty_summaries"] = sum(1 for r in records if not r["summary"])
+    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "done", "summary": summary})
+    return summary
