@@ -53,8 +53,9 @@ def service(config_text: str, max_seconds: float) -> Iterator[tuple[str, str]]:
         key = made.stdout.split("API key ")[1].split()[0]
         proc = subprocess.Popen(cli + ["serve", "--config", str(config), "--log-level", "warning"])
         url = f"http://127.0.0.1:{port}"
-        deadline = threading.Timer(max_seconds, proc.kill)  # the bench is bounded in time whatever happens
-        deadline.start()
+        kill_timer = threading.Timer(max_seconds, proc.kill)  # the bench is bounded in time whatever happens
+        kill_timer.daemon = True
+        kill_timer.start()
         try:
             deadline = time.monotonic() + 120
             while True:
@@ -68,7 +69,7 @@ def service(config_text: str, max_seconds: float) -> Iterator[tuple[str, str]]:
                 time.sleep(0.2)
             yield url, key
         finally:
-            deadline.cancel()
+            kill_timer.cancel()
             proc.terminate()
             proc.wait(timeout=30)
 

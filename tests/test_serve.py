@@ -283,6 +283,28 @@ def test_rpm_user_models_are_derived_data_updated_incrementally_and_deleted_with
     store.engine.dispose()
 
 
+def test_a_request_gets_the_in_process_model_between_the_calls_of_a_build(tmp_path):
+    from fakes import FakeRuleLLM
+
+    class SlowFakeRuleLLM(FakeRuleLLM):
+        def _generate(self, messages, params):
+            time.sleep(0.1)
+            return super()._generate(messages, params)
+
+    app, store, worker, _ = summary_app(tmp_path, method="rpm", llm=SlowFakeRuleLLM())
+    store.add_items("acme", "alice", [{"text": f"jazz night number {i}"} for i in range(8)])  # a build of 16 calls
+    build = threading.Thread(target=worker.run_once)
+    build.start()
+    time.sleep(0.3)
+    start = time.monotonic()
+    result = app.state.personalizer.answer([{"role": "user", "content": "any piano tips?"}], [])
+    assert time.monotonic() - start < 1.0 and build.is_alive()  # 2 calls, after at most one of the build's
+    assert result.stages == ["rpm_query", "answer"]
+    build.join()
+    assert len(json.loads(store.summary("acme", "alice")["text"])["items"]) == 8
+    store.engine.dispose()
+
+
 def test_a_summary_built_from_an_item_deleted_meanwhile_is_not_stored(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 's.db'}", derived=("summary",))
     store.add_tenant("acme")
