@@ -33,7 +33,7 @@ class FakeEchoLLM(LLM):
     the method put in the prompt; ``fail`` makes every call raise BackendError (a dead upstream)."""
 
     def __init__(self, fail: bool = False):
-        self.name, self.fail, self.prompts = "fake-echo", fail, []
+        self.name, self.fail, self.prompts, self.params = "fake-echo", fail, [], []
 
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
         from personalign.errors import BackendError
@@ -41,6 +41,7 @@ class FakeEchoLLM(LLM):
         if self.fail:
             raise BackendError("fake upstream is down")
         self.prompts.append(messages[-1]["content"])
+        self.params.append(params)
         return Completion(text="echo: " + messages[-1]["content"], prompt_tokens=len(messages[-1]["content"].split()),
                           completion_tokens=3)
 

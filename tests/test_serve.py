@@ -139,6 +139,22 @@ def test_completion_is_personalized_from_the_users_history_and_streams_the_same(
     assert [m.id for m in models.data] == ["personalign"]
 
 
+def test_the_requests_sampling_fields_reach_the_base_call_and_the_method(service):
+    url, keys, llm, _, _ = service
+    add(url, keys["acme"], "alice", "I love short answers about cats")
+    chat = client(url, keys["acme"]).chat.completions
+    for user in ("alice", None):
+        extra = {"user": user} if user else {}
+        chat.create(model="personalign", messages=[{"role": "user", "content": "hi"}], temperature=0.7, top_p=0.9,
+                    seed=3, max_tokens=12, **extra)
+        assert (llm.params[-1].temperature, llm.params[-1].top_p, llm.params[-1].seed, llm.params[-1].max_tokens) == (
+            0.7, 0.9, 3, 12)
+    chat.create(model="personalign", messages=[{"role": "user", "content": "hi"}], user="alice")
+    assert (llm.params[-1].temperature, llm.params[-1].seed) == (0.0, 0)  # left out: the method's greedy default
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        chat.create(model="personalign", messages=[{"role": "user", "content": "hi"}], temperature=3)
+
+
 def test_earlier_turns_of_a_conversation_reach_the_method(service):
     url, keys, llm, _, _ = service
     add(url, keys["acme"], "alice", "I love short answers about cats")

@@ -75,6 +75,13 @@ class ChatRequest(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling fields the request set (the others stay the method's: greedy by default)."""
+        return {name: getattr(self, name) for name in ("temperature", "top_p", "seed") if getattr(self, name) is not None}
 
 
 class NewItem(BaseModel):
@@ -218,7 +225,7 @@ def create_app(config: ServeConfig, base_llm: LLM | None = None, store: Store | 
             count_lookups(profile, summary)
         try:
             result = personalizer.answer(messages, profile, body.max_completion_tokens or body.max_tokens,
-                                         personalize=body.user is not None, summary=summary)
+                                         personalize=body.user is not None, summary=summary, sampling=body.sampling())
         except UpstreamError as exc:
             metrics.upstream_errors.inc()
             return error(502, f"the base model failed: {exc}", "upstream_error", "api_error")

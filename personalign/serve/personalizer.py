@@ -101,9 +101,10 @@ class Personalizer:
         # in-process models are not thread-safe; HTTP backends take concurrent requests
         self.lock: Any = threading.Lock() if not getattr(self.llm, "asynchronous", False) else contextlib.nullcontext()
 
-    def base(self, messages: list[dict[str, Any]], max_tokens: int | None) -> tuple[str, int, int]:
+    def base(self, messages: list[dict[str, Any]], max_tokens: int | None,
+             sampling: dict[str, Any] | None = None) -> tuple[str, int, int]:
         """The base model's answer to the conversation as sent (no personalization)."""
-        params = GenParams(max_tokens=max_tokens or self.task.max_new_tokens)
+        params = GenParams(max_tokens=max_tokens or self.task.max_new_tokens, **(sampling or {}))
         chat = [{"role": m["role"], "content": message_text(m.get("content"))} for m in messages]
         try:
             with self.lock:
@@ -114,22 +115,26 @@ class Personalizer:
         return completion.text, completion.prompt_tokens, completion.completion_tokens
 
     def answer(self, messages: list[dict[str, Any]], profile: list[dict[str, Any]], max_tokens: int | None = None,
-               personalize: bool = True, summary: dict[str, Any] | None = None) -> Result:
+               personalize: bool = True, summary: dict[str, Any] | None = None,
+               sampling: dict[str, Any] | None = None) -> Result:
         """Personalize the answer to the last user message (after the earlier turns the config allows) with
-        ``profile`` and the method's stored derived data, ``summary`` (never built: none); fall back to the base answer."""
+        ``profile`` and the method's stored derived data, ``summary`` (never built: none); fall back to the
+        base answer. ``sampling``: the request's ``temperature``, ``top_p`` and ``seed`` (absent: the method's)."""
+        sampling = sampling or {}
         start, request_id = time.perf_counter(), "chatcmpl-" + uuid.uuid4().hex[:24]
         query = conversation_input(messages, self.config.context_messages)
         if not personalize or not query:
-            text, prompt, completion = self.base(messages, max_tokens)
+            text, prompt, completion = self.base(messages, max_tokens, sampling)
             return Result(request_id, text, base_answer=text, fallback="" if personalize else "no user",
                           prompt_tokens=prompt, completion_tokens=completion, stages=["base"],
                           seconds=time.perf_counter() - start)
         derived = {self.derived_key: summary["text"] if summary else ""} if self.derived_key else {}
         example = Example(id=request_id, input=query, profile=profile, derived=derived)
         method = self.method
-        if max_tokens:  # the request's max_tokens bounds the answer: a shallow copy shares the models
+        overrides = {**sampling, **({"max_new_tokens": max_tokens} if max_tokens else {})}
+        if overrides:  # the request's settings for this answer: a shallow copy shares the models
             method = copy.copy(self.method)
-            method.config = dataclasses.replace(self.method.config, max_new_tokens=max_tokens)
+            method.config = dataclasses.replace(self.method.config, **overrides)
         try:
             with self.lock:
                 answer = method.answer(example, profile)
@@ -143,7 +148,7 @@ class Personalizer:
             LOG.warning("personalization failed (%s: %s); answering with the base answer", type(exc).__name__, exc)
             if self.metrics:
                 self.metrics.fallbacks.labels(reason=type(exc).__name__).inc()
-            text, prompt, completion = self.base(messages, max_tokens)
+            text, prompt, completion = self.base(messages, max_tokens, sampling)
             return Result(request_id, text, base_answer=text, fallback=f"error: {type(exc).__name__}: {exc}"[:64],
                           prompt_tokens=prompt, completion_tokens=completion, stages=["base"],
                           seconds=time.perf_counter() - start)
