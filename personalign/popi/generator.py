@@ -10,19 +10,17 @@ export`` makes it a GGUF that serves as ``--llm llamacpp:PATH`` and as the RL re
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from personalign.backends import get_llm
-from personalign.data.lamp_io import files_sha256, find_split_files, load_split
 from personalign.engine import answer_requests
-from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
 from personalign.methods.rpo import reflection_spec
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
+from personalign.popi.train import train_questions
 from personalign.rpo.sft import ReflectionSFTTrainer
 from personalign.tasks import get_task
 from personalign.types import GenParams, Request
@@ -52,19 +50,8 @@ def write_summaries(config: Any, examples: list, cache_dir: str) -> list[str]:
 
 def train_popi_generator(config: Any, cache_dir: str = ".cache/personalign", resume: bool = True) -> dict[str, Any]:
     """Fine-tune ``config.generator_sft.model`` on ``generator_questions`` train questions; write ``<out>/<task>/generator``."""
-    if config.rl.threads:  # torch CPU threads: one setting for both POPI stages
-        import torch
-
-        torch.set_num_threads(config.rl.threads)
-    task = get_task(config.task)
-    examples, golds = load_split(config.data, task, config.split, config.train_part)
-    if golds is None:
-        raise ConfigError(f"{config.task} {config.split} {config.train_part} split has no outputs file (golds are needed)")
-    examples = [e for e in examples if e.profile and e.id in golds]
-    if config.generator_questions is not None and config.generator_questions < len(examples):
-        examples = random.Random(config.seed + 1).sample(examples, config.generator_questions)
+    examples, golds, data_hash = train_questions(config, config.generator_questions, config.seed + 1)
     out = Path(config.out) / config.task / "generator"
-    data_hash = files_sha256([p for p in find_split_files(config.data, config.task, config.split, config.train_part) if p])
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "running"})
     out.mkdir(parents=True, exist_ok=True)
     records = generator_records(config, examples, golds, write_summaries(config, examples, cache_dir))

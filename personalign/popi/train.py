@@ -108,23 +108,29 @@ class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
         return {**stats, "summary_tokens_mean": sum(self.last_tokens) / max(1, len(self.last_tokens))}
 
 
-def train_popi(config: POPIConfig, cache_dir: str = ".cache/personalign", resume: bool = True) -> dict[str, Any]:
-    """Train the summarizer on the train users' questions; write ``<out>/<task>/rl`` with its manifest."""
+def train_questions(config: POPIConfig, count: int | None, seed: int) -> tuple[list, dict[str, str], str]:
+    """A seeded sample of ``count`` train questions with a history and a gold, the golds and the data hash
+    (sets the torch CPU threads of ``config.rl.threads``: one setting for both POPI stages)."""
     if config.rl.threads:
         import torch
 
         torch.set_num_threads(config.rl.threads)
-    task = get_task(config.task)
-    examples, golds = load_split(config.data, task, config.split, config.train_part)
+    examples, golds = load_split(config.data, get_task(config.task), config.split, config.train_part)
     if golds is None:
         raise ConfigError(f"{config.task} {config.split} {config.train_part} split has no outputs file (golds are needed)")
     examples = [e for e in examples if e.profile and e.id in golds]
-    if config.max_questions is not None and config.max_questions < len(examples):
-        examples = random.Random(config.seed).sample(examples, config.max_questions)
+    if count is not None and count < len(examples):
+        examples = random.Random(seed).sample(examples, count)
+    files = find_split_files(config.data, config.task, config.split, config.train_part)
+    return examples, golds, files_sha256([p for p in files if p])
+
+
+def train_popi(config: POPIConfig, cache_dir: str = ".cache/personalign", resume: bool = True) -> dict[str, Any]:
+    """Train the summarizer on the train users' questions; write ``<out>/<task>/rl`` with its manifest."""
+    examples, golds, data_hash = train_questions(config, config.max_questions, config.seed)
     prompts = [SummaryPrompt(e.id, e.input, list(e.profile), golds[e.id]) for e in examples]
     generator = get_llm(config.generator, cache_path=Path(cache_dir) / "llm.sqlite", **config.generator_options)
     out = Path(config.out) / config.task / "rl"
-    data_hash = files_sha256([p for p in find_split_files(config.data, config.task, config.split, config.train_part) if p])
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "running"})
     summary = SummarizerRLTrainer(config, prompts, generator, out).train(resume)
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "done", "summary": summary})
