@@ -129,13 +129,12 @@ def test_the_generators_context_is_averaged_apart_from_the_summarizers():
 
 def test_the_generators_sft_prompt_is_the_prompt_the_popi_method_sends(tmp_path):
     from personalign.popi.generator import generator_records
-    from personalign.popi.train import POPIConfig
 
     generator = FakeEchoGenerator()
     method = build_method("popi", get_task("LaMP_3"), llm=generator, cache_dir=tmp_path)
     example = Example("q", get_task("LaMP_3").format_input("The clip broke."), PROFILE, derived={"popi_summary": "harsh critic"})
     method.answer(example, PROFILE)
-    (record,) = generator_records(POPIConfig(), [example], {"q": "2"}, ["harsh critic"])
+    (record,) = generator_records([example], {"q": "2"}, ["harsh critic"])
     assert record["messages"] == [{"role": "user", "content": generator.prompts[-1]}] and record["target"] == "2"
 
 

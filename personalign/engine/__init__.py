@@ -13,7 +13,7 @@ is answered independently. ``personalign eval``, RPO trajectory generation and t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,13 +74,14 @@ def _advance(job: _InFlight, completions: list[Completion] | None) -> Answer | N
     return None
 
 
-def run_plan(plan: Any, backends: dict[str, Any]) -> Answer:
-    """Run one plan to its answer, one request batch after another."""
+def run_plan(plan: Any, backends: dict[str, Any],
+             answer: Callable[[list[Request], dict[str, Any]], list[Completion]] = answer_requests) -> Answer:
+    """Run one plan to its answer, one request batch after another (each batch through ``answer``)."""
     job = _InFlight(0, plan)
-    answer = _advance(job, None)
-    while answer is None:
-        answer = _advance(job, answer_requests(job.pending, backends))
-    return answer
+    result = _advance(job, None)
+    while result is None:
+        result = _advance(job, answer(job.pending, backends))
+    return result
 
 
 class Engine:

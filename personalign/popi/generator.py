@@ -26,7 +26,7 @@ from personalign.tasks import get_task
 from personalign.types import GenParams, Request
 
 
-def generator_records(config: Any, examples: list, golds: dict[str, str], summaries: list[str]) -> list[dict]:
+def generator_records(examples: list, golds: dict[str, str], summaries: list[str]) -> list[dict]:
     """SFT records: the summary-conditioned prompt the ``popi`` method sends, and the gold as target."""
     return [{"id": e.id, "summary": s, "messages": [{"role": "user", "content": conditioned_input(e.input, s)}],
              "target": golds[e.id]} for e, s in zip(examples, summaries)]
@@ -54,7 +54,7 @@ def train_popi_generator(config: Any, cache_dir: str = ".cache/personalign", res
     out = Path(config.out) / config.task / "generator"
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "running"})
     out.mkdir(parents=True, exist_ok=True)
-    records = generator_records(config, examples, golds, write_summaries(config, examples, cache_dir))
+    records = generator_records(examples, golds, write_summaries(config, examples, cache_dir))
     with (out / "records.jsonl").open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in records)
     summary = ReflectionSFTTrainer(config.generator_sft, records, out).train(resume)

@@ -31,10 +31,10 @@ from personalign.retrievers.base import Retriever
 from personalign.retrievers.bm25 import BM25Retriever
 from personalign.retrievers._util import rank_by_scores
 from personalign.retrievers.dense import DenseRetriever
-from personalign.engine import answer_requests
+from personalign.engine import answer_requests, run_plan
 from personalign.serve.store import Store
 from personalign.tasks.spec import TaskSpec
-from personalign.types import Trace
+from personalign.types import Answer, Trace
 
 Builder = Callable[[Store, dict[str, Any]], None]
 
@@ -86,26 +86,27 @@ class SummaryBuilder:
         self.one_at_a_time = not getattr(personalizer.llm, "asynchronous", False)  # an in-process model
         self.model_id = personalizer.derived_id
 
-    def _run(self, plan: Any) -> str:
-        """Run ``derive``'s plan, taking the LLM lock for one request at a time on an in-process model, so
-        that requests for answers get the model between a build's calls (they never wait for a whole build)."""
-        completions: list[Any] | None = None
-        try:
-            while True:
-                requests = plan.send(completions) if completions is not None else next(plan)
-                completions = []
-                for chunk in ([[r] for r in requests] if self.one_at_a_time else [requests]):
-                    with self.lock:
-                        completions += answer_requests(chunk, self.method.backends())
-        except StopIteration as stop:
-            return str(stop.value)
+    def _answer(self, requests: list[Any], backends: dict[str, Any]) -> list[Any]:
+        """A batch of ``derive``'s requests, taking the LLM lock for one request at a time on an in-process model,
+        so that requests for answers get the model between a build's calls (they never wait for a whole build)."""
+        completions: list[Any] = []
+        for chunk in ([[r] for r in requests] if self.one_at_a_time else [requests]):
+            with self.lock:
+                completions += answer_requests(chunk, backends)
+        return completions
+
+    def _plan(self, items: list[dict[str, Any]], previous: str | None):  # ``derive`` as a plan the engine runs
+        trace = Trace()
+        text = yield from self.method.derive(items, previous, trace)
+        return Answer(text, trace, "plain")
 
     def __call__(self, store: Store, job: dict[str, Any]) -> None:
         items = store.summary_source(job["tenant"], job["user"], self.method.derived_items)
         if not items:
             return
         previous = store.summary(job["tenant"], job["user"], self.model_id)
-        text = self._run(self.method.derive(items, previous["text"] if previous else None, Trace()))
+        plan = self._plan(items, previous["text"] if previous else None)
+        text = run_plan(plan, self.method.backends(), self._answer).raw
         store.put_summary(job["tenant"], job["user"], self.model_id, text, [item["_pk"] for item in items])
 
 
