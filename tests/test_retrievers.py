@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -59,6 +62,17 @@ def test_bm25_reuses_index_for_same_profile():
     retriever.rank("guitar", PROFILE, TASK)
     retriever.rank("blender", list(PROFILE), TASK)
     assert len(retriever._indices) == 1
+
+
+def test_bm25_index_builds_are_silent_when_the_root_logger_has_a_handler():
+    # a fresh interpreter: pytest's own logging handlers would hide what a CLI run prints
+    script = (
+        "import logging; logging.basicConfig()\n"  # what rouge_score's absl import does in every eval
+        "from personalign.retrievers import get_retriever; from personalign.tasks import get_task\n"
+        "get_retriever('bm25').rank('guitar', [{'id': 'a', 'text': 'guitar strings', 'score': '4'}], get_task('LaMP_3'))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "Building index" not in run.stderr
 
 
 def test_bm25_empty_profile():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +28,9 @@ class _Index:
     def __init__(self, docs: list[str], k1: float, b: float):
         import bm25s
 
+        # bm25s sets its own logger to DEBUG; once any library gives the root logger a handler (rouge_score
+        # does), every index build would print "Building index from tokens".
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         tokens = [tokenize(doc) for doc in docs]
         self.vocab = {token for doc in tokens for token in doc}
         self.size = len(docs)
