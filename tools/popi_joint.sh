@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # POPI's joint rows of docs/results.md for one task: the generator's SFT on summary-conditioned golds,
 # its q8_0 export, the summarizer's RL against it (configs/popi/cpu-joint.yaml), then on dev:
-# popi@gen and popi@joint with the trained generator, and popi@joint transferred to the frozen bundled
-# generator (with its other-user control). Each step logs its seconds.
+# the references, RAG, popi@gen and popi@joint with the trained generator, and popi@joint transferred to
+# the frozen bundled generator; every LLM row with its other-user control. Each step logs its seconds.
 #   tools/popi_joint.sh LaMP_3
 set -euo pipefail
 task=$1
@@ -17,7 +17,8 @@ step "$bin/personalign" export "runs/popi-joint/$task/rl/model" --type q8_0
 common=(--data "$data" --task "$task" --split user --part dev --retriever bm25 --k 4
         --config configs/eval/popi_joint_rows.yaml)
 step "$bin/personalign" eval "${common[@]}" --llm "llamacpp:runs/popi-joint/$task/generator/model.q8_0.gguf" \
-  --llm-options n_threads=1 --out runs/reallamp-popi-gen --methods popi@gen,popi@joint
+  --llm-options n_threads=1 --out runs/reallamp-popi-gen --methods references,rag,popi@gen,popi@joint \
+  --profile-control own,other-user
 step "$bin/personalign" eval "${common[@]}" --llm llamacpp --llm-options quant=q8_0,n_threads=1 --out runs/reallamp \
   --methods popi@joint --profile-control own,other-user
 echo "[popi_joint] $task done"
