@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,15 +23,21 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+@functools.cache
+def _quiet_bm25s() -> Any:
+    """``bm25s``, imported once. Its import sets its logger to DEBUG; once any library gives the root logger
+    a handler (rouge_score does), every index build would print "Building index from tokens"."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 class _Index:
     """A BM25 index over one profile's documents."""
 
     def __init__(self, docs: list[str], k1: float, b: float):
-        import bm25s
-
-        # bm25s sets its own logger to DEBUG; once any library gives the root logger a handler (rouge_score
-        # does), every index build would print "Building index from tokens".
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        bm25s = _quiet_bm25s()
         tokens = [tokenize(doc) for doc in docs]
         self.vocab = {token for doc in tokens for token in doc}
         self.size = len(docs)
