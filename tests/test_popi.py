@@ -103,6 +103,7 @@ def test_summarizer_rl_steps_on_the_bundled_model_with_the_generator_in_the_rewa
     assert summary["steps"] == 2 and len(rows) == 2 and (tmp_path / "rl" / "model" / "config.json").is_file()
     assert len(generator.prompts) == 4 and all("This user's preferences:" in p or "review" not in p for p in generator.prompts)
     assert all(0 <= r["summary_tokens_mean"] <= 16 for r in rows)
+    assert all(r["task_tied_share"] == 1.0 for r in rows)  # the fake always answers "2": only the length varies
 
 
 @pytest.mark.model

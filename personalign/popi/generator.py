@@ -36,9 +36,10 @@ def write_summaries(config: Any, examples: list, cache_dir: str) -> list[str]:
     """Each example's budgeted summary by ``config.summarizer`` (greedy; cached like every LLM call)."""
     task = get_task(config.task)
     cache = Path(cache_dir) / "llm.sqlite"
-    summarizer = get_llm(reflection_spec(config.summarizer), cache_path=cache, **config.summarizer_options)
-    # the budget is counted in the tokens of the generator being trained
-    counter = get_llm(reflection_spec(config.generator_sft.model), cache_path=cache, **config.summarizer_options)
+    spec, counter_spec = reflection_spec(config.summarizer), reflection_spec(config.generator_sft.model)
+    summarizer = get_llm(spec, cache_path=cache, **config.summarizer_options)
+    # the budget is counted in the tokens of the generator being trained (often the same model: loaded once)
+    counter = summarizer if counter_spec == spec else get_llm(counter_spec, cache_path=cache, **config.summarizer_options)
     params = GenParams(max_tokens=2 * config.summary_budget, temperature=0.0, seed=config.seed)
     requests = [Request(summary_messages(task, e.profile, config.summary_items, config.item_max_words,
                                          config.summary_budget), params, stage="summarize") for e in examples]

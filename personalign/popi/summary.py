@@ -52,8 +52,17 @@ def conditioned_input(task_input: str, summary: str) -> str:
     return CONDITIONED.format(summary=summary, input=task_input) if summary else task_input
 
 
+def answer_score(task: TaskSpec, answer_raw: str, gold: str) -> float:
+    """The task metric of the generator's answer (the reward before the length penalty)."""
+    return example_score(task, apply_filter(task, "plain", answer_raw, {}).prediction, gold)
+
+
+def length_cost(summary_tokens: int, budget: int, length_penalty: float) -> float:
+    """``length_penalty`` times the share of the budget the summary uses (capped at 1)."""
+    return length_penalty * min(1.0, summary_tokens / max(1, budget))
+
+
 def summary_reward(task: TaskSpec, answer_raw: str, gold: str, summary_tokens: int, budget: int,
                    length_penalty: float) -> float:
     """The generator's task metric on its answer, minus ``length_penalty`` times the budget share used."""
-    prediction = apply_filter(task, "plain", answer_raw, {}).prediction
-    return example_score(task, prediction, gold) - length_penalty * min(1.0, summary_tokens / max(1, budget))
+    return answer_score(task, answer_raw, gold) - length_cost(summary_tokens, budget, length_penalty)

@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.data.lamp_io import files_sha256, find_split_files, load_split
 from personalign.engine import answer_requests
 from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
-from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages, summary_reward
+from personalign.popi.summary import answer_score, conditioned_input, enforce_budget, length_cost, summary_messages
 from personalign.rpo.config import SFTConfig, load_dataclass
 from personalign.tasks import get_task
+from personalign.training.advantages import informative_groups
 from personalign.training.rl import RLConfig, RLTrainer
 from personalign.types import GenParams, Messages, Request
 
@@ -95,8 +98,9 @@ class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
                         for s, row in zip(summaries, rows)]
             answers = answer_requests(requests, {"base": generator})
             self.last_tokens = [generator.count_tokens(s) if s else 0 for s in summaries]
-            return [summary_reward(task, a.text, row.gold, n, budget, config.length_penalty)
-                    for a, row, n in zip(answers, rows, self.last_tokens)]
+            self.last_scores = [answer_score(task, a.text, row.gold) for a, row in zip(answers, rows)]
+            return [score - length_cost(n, budget, config.length_penalty)
+                    for score, n in zip(self.last_scores, self.last_tokens)]
 
         super().__init__(config.rl, init_model or config.summarizer, prompts, render, reward, out_dir,
                          fingerprint={"task": config.task, "generator": generator.identity(), "budget": budget,
@@ -104,16 +108,19 @@ class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
                                       "item_max_words": config.item_max_words})
 
     def step(self, batch: list[SummaryPrompt], epoch: int) -> dict[str, Any]:
+        """The generic step, plus the summary length and the share of groups whose task metric ties (their
+        only signal is the length penalty, so ``zero_variance_share`` does not count them)."""
         stats = super().step(batch, epoch)
-        return {**stats, "summary_tokens_mean": sum(self.last_tokens) / max(1, len(self.last_tokens))}
+        scores = torch.tensor(self.last_scores)
+        task_varies = informative_groups(scores, self.config.samples_per_prompt).float().mean()
+        return {**stats, "summary_tokens_mean": sum(self.last_tokens) / max(1, len(self.last_tokens)),
+                "task_tied_share": float(1.0 - task_varies)}
 
 
 def train_questions(config: POPIConfig, count: int | None, seed: int) -> tuple[list, dict[str, str], str]:
     """A seeded sample of ``count`` train questions with a history and a gold, the golds and the data hash
     (sets the torch CPU threads of ``config.rl.threads``: one setting for both POPI stages)."""
     if config.rl.threads:
-        import torch
-
         torch.set_num_threads(config.rl.threads)
     examples, golds = load_split(config.data, get_task(config.task), config.split, config.train_part)
     if golds is None:
