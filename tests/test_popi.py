@@ -12,7 +12,7 @@ import pytest
 
 from personalign.backends.base import LLM
 from personalign.methods import build_method
-from personalign.popi.summary import enforce_budget, summary_reward
+from personalign.popi.summary import answer_score, enforce_budget, summary_reward
 from personalign.tasks import get_task
 from personalign.types import Completion, Example, GenParams, Messages
 
@@ -83,9 +83,9 @@ def test_stored_summaries_are_reused_by_another_generator_and_derived_ones_need_
 
 def test_the_reward_is_the_task_metric_minus_the_length_penalty():
     task = get_task("LaMP_3")
-    assert summary_reward(task, "4", "4", 24, 48, 0.1) == pytest.approx(-0.05)
-    assert summary_reward(task, "2", "4", 0, 48, 0.1) == pytest.approx(-2.0)
-    assert summary_reward(task, "Rating: 5", "4", 96, 48, 0.1) == pytest.approx(-1.1)  # penalty capped at the budget
+    assert summary_reward(answer_score(task, "4", "4"), 24, 48, 0.1) == pytest.approx(-0.05)
+    assert summary_reward(answer_score(task, "2", "4"), 0, 48, 0.1) == pytest.approx(-2.0)
+    assert summary_reward(answer_score(task, "Rating: 5", "4"), 96, 48, 0.1) == pytest.approx(-1.1)  # penalty capped
 
 
 @pytest.mark.model

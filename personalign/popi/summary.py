@@ -57,12 +57,6 @@ def answer_score(task: TaskSpec, answer_raw: str, gold: str) -> float:
     return example_score(task, apply_filter(task, "plain", answer_raw, {}).prediction, gold)
 
 
-def length_cost(summary_tokens: int, budget: int, length_penalty: float) -> float:
-    """``length_penalty`` times the share of the budget the summary uses (capped at 1)."""
-    return length_penalty * min(1.0, summary_tokens / max(1, budget))
-
-
-def summary_reward(task: TaskSpec, answer_raw: str, gold: str, summary_tokens: int, budget: int,
-                   length_penalty: float) -> float:
-    """The generator's task metric on its answer, minus ``length_penalty`` times the budget share used."""
-    return answer_score(task, answer_raw, gold) - length_cost(summary_tokens, budget, length_penalty)
+def summary_reward(score: float, summary_tokens: int, budget: int, length_penalty: float) -> float:
+    """The answer's task metric ``score`` minus ``length_penalty`` times the budget share used (capped at 1)."""
+    return score - length_penalty * min(1.0, summary_tokens / max(1, budget))

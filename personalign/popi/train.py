@@ -24,7 +24,7 @@ from personalign.data.lamp_io import files_sha256, find_split_files, load_split
 from personalign.engine import answer_requests
 from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
-from personalign.popi.summary import answer_score, conditioned_input, enforce_budget, length_cost, summary_messages
+from personalign.popi.summary import answer_score, conditioned_input, enforce_budget, summary_messages, summary_reward
 from personalign.rpo.config import SFTConfig, load_dataclass
 from personalign.tasks import get_task
 from personalign.training.advantages import informative_groups
@@ -99,7 +99,7 @@ class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
             answers = answer_requests(requests, {"base": generator})
             self.last_tokens = [generator.count_tokens(s) if s else 0 for s in summaries]
             self.last_scores = [answer_score(task, a.text, row.gold) for a, row in zip(answers, rows)]
-            return [score - length_cost(n, budget, config.length_penalty)
+            return [summary_reward(score, n, budget, config.length_penalty)
                     for score, n in zip(self.last_scores, self.last_tokens)]
 
         super().__init__(config.rl, init_model or config.summarizer, prompts, render, reward, out_dir,
