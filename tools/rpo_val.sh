@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# RPO's validation record for each task in turn: train the CPU recipe on the fit users only
+# (configs/rpo/cpu-fit.yaml), then score the references, zero-shot, RAG, RPO without and with RL and
+# full RPO's other-user control on the validation users (--part val) into runs/reallamp-val.
+#   tools/rpo_val.sh LaMP_2 LaMP_6      (one core; PERSONALIGN=.venv/bin/personalign outside the venv)
+set -uo pipefail
+personalign=${PERSONALIGN:-personalign}
+common="--data ../shared/data/reallamp --split user --part val --retriever bm25 --k 4 --llm llamacpp
+        --llm-options quant=q8_0,n_threads=1 --out runs/reallamp-val"
+rows="--config configs/eval/rpo_val_rows.yaml"
+step() { local name=$1; shift; local start; start=$(date +%s); "$@"; echo "[rpo_val] $name $(( $(date +%s) - start )) s"; }
+for task in "$@"; do
+  step "$task train" tools/rpo_cpu.sh configs/rpo/cpu-fit.yaml "$task" || exit 1
+  for stage in sft rl; do $personalign export "runs/rpo-fit/$task/$stage/model" --type q8_0 > /dev/null || exit 1; done
+  step "$task base rows" $personalign eval $common --task "$task" --methods references,zero-shot,rag
+  step "$task rpo rows" $personalign eval $common $rows --task "$task" --methods rpo@sft,rpo@rl
+  step "$task control" $personalign eval $common $rows --task "$task" --methods rpo@rl --profile-control other-user
+done
