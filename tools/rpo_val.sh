@@ -8,7 +8,10 @@ personalign=${PERSONALIGN:-personalign}
 common="--data ../shared/data/reallamp --split user --part val --retriever bm25 --k 4 --llm llamacpp
         --llm-options quant=q8_0,n_threads=1 --out runs/reallamp-val"
 rows="--config configs/eval/rpo_val_rows.yaml"
-step() { local name=$1; shift; local start; start=$(date +%s); "$@"; echo "[rpo_val] $name $(( $(date +%s) - start )) s"; }
+step() {  # run a command, print its seconds, keep its exit status
+  local name=$1 start status; shift; start=$(date +%s); "$@"; status=$?
+  echo "[rpo_val] $name $(( $(date +%s) - start )) s"; return $status
+}
 for task in "$@"; do
   step "$task train" tools/rpo_cpu.sh configs/rpo/cpu-fit.yaml "$task" || exit 1
   for stage in sft rl; do $personalign export "runs/rpo-fit/$task/$stage/model" --type q8_0 > /dev/null || exit 1; done
