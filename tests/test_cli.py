@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from personalign.cli import main
+from personalign.cli.eval import read_eval_config
+from personalign.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "personalign" / "data" / "examples"
 
@@ -100,6 +102,17 @@ def test_yaml_method_settings_survive_cli_defaults_and_unknown_keys_are_refused(
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "unknown key(s) ['methods_options']" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_config_inherits_and_overrides_one_option_of_a_row(tmp_path):
+    (tmp_path / "rows.yaml").write_text("seed: 4\nmethod_options:\n  rpo@sft: {reflection: a.gguf, reflection_max_tokens: 128}\n")
+    (tmp_path / "val.yaml").write_text("inherit: rows.yaml\nmethod_options:\n  rpo@sft: {reflection: b.gguf}\n")
+    config = read_eval_config(str(tmp_path / "val.yaml"))
+    assert config["seed"] == 4
+    assert config["method_options"] == {"rpo@sft": {"reflection": "b.gguf", "reflection_max_tokens": 128}}
+    (tmp_path / "rows.yaml").write_text("inherit: val.yaml\n")
+    with pytest.raises(ConfigError, match="inherits itself"):
+        read_eval_config(str(tmp_path / "val.yaml"))
 
 
 @pytest.mark.parametrize("argv, message", [

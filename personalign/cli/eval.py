@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import yaml
 
 from personalign.cli.common import (
     add_model_options,
@@ -13,6 +10,7 @@ from personalign.cli.common import (
     llm_options,
     method_config,
 )
+from personalign.config import read_yaml
 from personalign.errors import ConfigError
 from personalign.methods import base_name
 
@@ -25,19 +23,13 @@ def _for_task(options: dict, task_name: str) -> dict:
                      for key, value in values.items()} for method, values in options.items()}
 
 def read_eval_config(path: str | None) -> dict:
-    """The YAML of ``--config``: only known top-level keys, each checked; a bad file is one line."""
+    """The YAML of ``--config`` (``inherit:`` allowed): only known top-level keys, each checked; a bad file is one line."""
     if not path:
         return {}
     try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"--config {path}: top level must be a mapping")
+        loaded = read_yaml(path)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {exc}") from None
     unknown = sorted(set(loaded) - set(EVAL_FILE_KEYS))
     if unknown:
         raise ConfigError(f"--config {path}: unknown key(s) {unknown}; known: {', '.join(EVAL_FILE_KEYS)}")

@@ -20,12 +20,13 @@ import torch
 
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
+from personalign.config import load_dataclass
 from personalign.data.lamp_io import files_sha256, find_split_files, load_split
 from personalign.engine import answer_requests
 from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
 from personalign.popi.summary import answer_score, conditioned_input, enforce_budget, summary_messages, summary_reward
-from personalign.rpo.config import SFTConfig, load_dataclass
+from personalign.rpo.config import SFTConfig
 from personalign.tasks import get_task
 from personalign.training.advantages import informative_groups
 from personalign.training.rl import RLConfig, RLTrainer

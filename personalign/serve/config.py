@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from personalign.config import read_yaml
 from personalign.errors import ConfigError
 
 
@@ -44,14 +44,7 @@ class ServeConfig(BaseModel):
 
 def load_serve_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ServeConfig:
     """A ServeConfig from a YAML file (or defaults), then non-None overrides; one-line errors."""
-    values: dict[str, Any] = {}
-    if path:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: a config must be a YAML mapping")
+    values = read_yaml(path) if path else {}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return ServeConfig(**values)
