@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Train RPO's reflection model for each task in turn (trajectories, SFT, RL, then f16 GGUF exports),
-# logging each task to <out>/<task>/train.log. Two of these side by side use the 2 cores:
+# Train RPO's reflection model for each task in turn (trajectories, SFT, RL, then GGUF exports),
+# logging each task to <out>/<task>/train.log; EXPORT_TYPES="f16 q8_0" picks the GGUF exports. Two of these side by side use the 2 cores:
 #   tools/rpo_cpu.sh configs/rpo/cpu.yaml LaMP_3 LaMP_5 &  tools/rpo_cpu.sh configs/rpo/cpu.yaml LaMP_2 LaMP_6 LaMP_7
 set -euo pipefail
 config=$1; shift
@@ -14,7 +14,9 @@ for task in "$@"; do
       $personalign train rpo "$stage" --task "$task" --config "$config"
       echo "[rpo_cpu] $task $stage $(( $(date +%s) - start )) s"
     done
-    for stage in sft rl; do $personalign export "$out/$task/$stage/model"; done
+    for stage in sft rl; do for type in ${EXPORT_TYPES:-f16}; do
+      $personalign export "$out/$task/$stage/model" --type "$type"
+    done; done
   } >> "$out/$task/train.log" 2>&1
   echo "[rpo_cpu] $task done"
 done

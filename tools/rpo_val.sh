@@ -13,8 +13,7 @@ step() {  # run a command, print its seconds, keep its exit status
   echo "[rpo_val] $name $(( $(date +%s) - start )) s"; return $status
 }
 for task in "$@"; do
-  step "$task train" tools/rpo_cpu.sh configs/rpo/cpu-fit.yaml "$task" || exit 1
-  for stage in sft rl; do $personalign export "runs/rpo-fit/$task/$stage/model" --type q8_0 > /dev/null || exit 1; done
+  EXPORT_TYPES=q8_0 step "$task train" tools/rpo_cpu.sh configs/rpo/cpu-fit.yaml "$task" || exit 1
   step "$task base rows" $personalign eval $common --task "$task" --methods references,zero-shot,rag
   step "$task rpo rows" $personalign eval $common $rows --task "$task" --methods rpo@sft,rpo@rl
   step "$task control" $personalign eval $common $rows --task "$task" --methods rpo@rl --profile-control other-user
