@@ -41,12 +41,12 @@ def main() -> None:
         ids = [i for i in rows if i in reference_rows]
         scored = score_rows(task, [rows[i] for i in ids])
         reference = score_rows(task, [reference_rows[i] for i in ids])
-        fell = [i for i, fallback in zip(ids, scored.fallbacks) if fallback]
-        cut = sum(args.closing not in rows[i].get("raw", "") for i in fell)
         kept = [n for n, fallback in enumerate(scored.fallbacks) if not fallback]
+        cut = sum(args.closing not in rows[i].get("raw", "") for i, fallback in zip(ids, scored.fallbacks) if fallback)
         test = paired_test(metric, scored.stats[metric][kept], reference.stats[metric][kept])
-        print(f"| {method} | {len(ids)} | {len(fell)} | {cut} | {len(kept)} | {test.a:.4f} | {test.b:.4f} | "
+        print(f"| {method} | {len(ids)} | {len(ids) - len(kept)} | {cut} | {len(kept)} | {test.a:.4f} | {test.b:.4f} | "
               f"{test.diff.value:+.3f} [{test.diff.low:.3f}, {test.diff.high:.3f}] | {test.p_value:.4f} |")
+
 
 if __name__ == "__main__":
     main()
