@@ -45,7 +45,10 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     for name, value in values.items():
         default = known[name].default_factory() if callable(known[name].default_factory) else None  # type: ignore[misc]
         kwargs[name] = _build(type(default), value or {}, f"{where}.{name}") if is_dataclass(default) else value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a dataclass's own check (__post_init__), named by where it was read
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_dataclass(cls: type, path: str | Path | None, overrides: dict[str, Any] | None = None) -> Any:

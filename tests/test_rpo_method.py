@@ -8,7 +8,8 @@ from fakes import FakeHashLLM
 
 from personalign.methods import build_method
 from personalign.retrievers import get_retriever
-from personalign.rpo.config import TrajectoryConfig
+from personalign.errors import ConfigError
+from personalign.rpo.config import TrajectoryConfig, load_config
 from personalign.rpo.filters import is_brief, is_consistent
 from personalign.rpo.prompts import format_reflection, parse_reflection, reflection_prompt, user_summary
 from personalign.rpo.trajectories import generate_trajectories, make_trajectory
@@ -155,6 +156,39 @@ def test_text_targets_drop_handles_and_urls_the_input_lacks():
     assert parse_reflection(kept.target)[1] == gold
     labels = make_trajectory(LAMP3, EXAMPLE, "#5", "3", PROFILE[:1], None, TrajectoryConfig())
     assert parse_reflection(labels.target)[1] == "#5"  # only text tasks are cleaned
+
+
+def prior_target(task, example, gold, items):
+    row = make_trajectory(task, example, gold, "1", items, None, TrajectoryConfig(template_style="prior"))
+    return parse_reflection(row.target)
+
+
+def test_prior_thinking_keeps_follows_or_leaves_the_users_usual_answer():
+    scores = [{"text": f"review {i}", "score": s, "id": f"r{i}"} for i, s in enumerate("44435")]
+    example = Example(id="q", input=LAMP3.format_input("fine strings"), profile=scores)
+    thinking, answer = prior_target(LAMP3, example, "4", scores[-1:])
+    assert thinking == ("This user usually gives 4 (mean 4.0). The most similar review got 5. "
+                        "This one fits their usual answer.") and answer == "4"
+    assert prior_target(LAMP3, example, "5", scores[-1:])[0].endswith("Like the most similar example, this one is 5.")
+    assert prior_target(LAMP3, example, "2", scores[-1:])[0].endswith("This review is harsher than their usual: 2.")
+    tags = [{"description": "a film", "tag": t, "id": f"m{i}"} for i, t in enumerate(["comedy", "comedy", "action"])]
+    movie = Example(id="m", input=LAMP2.format_input("a heist film"), profile=tags)
+    thinking, answer = prior_target(LAMP2, movie, "sci-fi", tags[-1:])
+    assert thinking.startswith('This user most often chooses "comedy" (2 of 3). The most similar example is "action".')
+    assert thinking.endswith('This one is "sci-fi", not their usual.') and answer == "sci-fi"
+
+
+def test_prior_thinking_for_text_is_the_usual_length_and_a_few_kept_words():
+    example = Example(id="t", input=TWEET, profile=TWEETS)
+    thinking, _ = prior_target(LAMP7, example, "Michael Vaughan is gutted about dropping 2 points at home", TWEETS)
+    assert thinking == 'This user writes about 3 words. Keep "Michael Vaughan is gutted about dropping ...".'
+
+
+def test_an_unknown_template_style_is_a_one_line_config_error(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("trajectories:\n  template_style: gold\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.trajectories: template_style 'gold' is not one of"):
+        load_config(config)
 
 
 def test_reflected_answer_parses_or_falls_back():

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from personalign.config import load_dataclass
+from personalign.rpo.template_teacher import TEMPLATE_STYLES
 from personalign.training.rl import RLConfig
 
 
@@ -25,9 +26,14 @@ class TrajectoryConfig:
     rouge_threshold: float = 0.5           # consistency filter for text tasks
     max_think_words: int = 80              # brevity filter
     template_fallback: bool = True         # use the template teacher when the LLM teacher fails every try
+    template_style: str = "initial"        # "initial": relate A_base to the gold; "prior": start from the user's usual answer
     strip_unseen_handles: bool = True      # text tasks: drop @handles/#tags/URLs absent from the input from SFT targets
     item_max_words: int = 40
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.template_style not in TEMPLATE_STYLES:
+            raise ValueError(f"template_style {self.template_style!r} is not one of {list(TEMPLATE_STYLES)}")
 
 
 @dataclass

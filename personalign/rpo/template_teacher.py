@@ -8,10 +8,14 @@ each trajectory, and the acceptance statistics report both.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from typing import Sequence
 
-from personalign.tasks.parsing import parse_output
+from personalign.tasks.parsing import parse_output, rating_values
 from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem
+
+TEMPLATE_STYLES = ("initial", "prior")
 
 
 def _snippet(text: str, words: int = 8) -> str:
@@ -40,6 +44,52 @@ def template_thinking(task: TaskSpec, base_answer: str, item: ProfileItem | None
     kept = words_from(gold, query)
     anchor = f'Keep the query\'s words "{_snippet(" ".join(kept), 10)}"' if kept else "Keep the content"
     return f"{evidence} {anchor}; about {len(gold.split())} words, in this user's wording and tone."
+
+
+def prior_thinking(task: TaskSpec, profile: Sequence[ProfileItem], item: ProfileItem | None, gold: str,
+                   query: str = "") -> str:
+    """A rationale that starts from the user's usual answer and decides whether this query leaves it.
+
+    Ratings and labels: the user's most frequent answer, the most similar item's answer, then whether
+    ``gold`` keeps the usual answer, follows the similar item or leaves both. Text: the user's usual
+    length and at most six of the query's words that ``gold`` keeps (short, so the answer fits).
+    """
+    outputs = [str(task.item_output(p) or "").strip() for p in profile]
+    outputs = [o for o in outputs if o]
+    similar = str(task.item_output(item) or "").strip() if item else ""
+    if task.kind == "generation":
+        words = sorted(len(o.split()) for o in outputs)
+        usual = f"This user writes about {words[len(words) // 2]} words." if words else ""
+        kept = words_from(gold, query)
+        return f'{usual} Keep "{_snippet(" ".join(kept), 6)}".'.strip() if kept else f"{usual} Rewrite it.".strip()
+    if not outputs:
+        return f"No history. The answer is {gold}."
+    usual, count = Counter(outputs).most_common(1)[0]
+    if task.kind == "rating":
+        scores = rating_values(outputs)
+        mean = f" (mean {sum(scores) / len(scores):.1f})" if scores else ""
+        start = f"This user usually gives {usual}{mean}."
+        similar_text = f" The most similar review got {similar}." if similar else ""
+        leaves = _rating_change(gold, usual)
+    else:
+        start = f'This user most often chooses "{usual}" ({count} of {len(outputs)}).'
+        similar_text = f' The most similar example is "{similar}".' if similar else ""
+        leaves = f'This one is "{gold}", not their usual.'
+    if gold == usual:
+        decision = "This one fits their usual answer."
+    elif similar and gold == similar:
+        decision = f"Like the most similar example, this one is {gold}."
+    else:
+        decision = leaves
+    return f"{start}{similar_text} {decision}"
+
+
+def _rating_change(gold: str, usual: str) -> str:
+    try:
+        harsher = float(gold) < float(usual)
+    except ValueError:
+        return f"This one is {gold}, not their usual."
+    return f"This review is {'harsher' if harsher else 'kinder'} than their usual: {gold}."
 
 
 def _evidence(task: TaskSpec, item: ProfileItem | None) -> str:

@@ -24,7 +24,7 @@ from personalign.rpo.config import TrajectoryConfig
 from personalign.rpo.filters import is_brief, is_consistent
 from personalign.rpo.prompts import (format_reflection, parse_reflection, reflection_messages, teacher_messages,
                                      user_summary)
-from personalign.rpo.template_teacher import template_thinking, without_unseen_handles
+from personalign.rpo.template_teacher import prior_thinking, template_thinking, without_unseen_handles
 from personalign.tasks.filters import finish
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Answer, Example, GenParams, Request, Trace
@@ -92,7 +92,9 @@ def trajectory_plan(task: TaskSpec, example: Example, gold: str, answer: str, it
         else:
             return _as_answer(_accepted(task, example, gold, target, answer, top, parsed[0], "llm", outputs, config))
     if config.template_fallback:
-        thinking = template_thinking(task, answer, top, target, task.query_text(example.input))
+        query = task.query_text(example.input)
+        thinking = prior_thinking(task, example.profile, top, target, query) if config.template_style == "prior" \
+            else template_thinking(task, answer, top, target, query)
         row = _accepted(task, example, gold, target, answer, top, thinking, "template", outputs, config)
         row.reject_reason = reason  # why the LLM teacher failed, kept for the statistics
         return _as_answer(row)
