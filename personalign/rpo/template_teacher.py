@@ -16,6 +16,7 @@ from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem
 
 TEMPLATE_STYLES = ("initial", "prior")
+KEEPS, FOLLOWS = "This one fits their usual answer.", "Like the most similar example"  # "prior" thinking's decisions
 
 
 def _snippet(text: str, words: int = 8) -> str:
@@ -76,12 +77,21 @@ def prior_thinking(task: TaskSpec, profile: Sequence[ProfileItem], item: Profile
         similar_text = f' The most similar example is "{similar}".' if similar else ""
         leaves = f'This one is "{gold}", not their usual.'
     if gold == usual:
-        decision = "This one fits their usual answer."
+        decision = KEEPS
     elif similar and gold == similar:
-        decision = f"Like the most similar example, this one is {gold}."
+        decision = f"{FOLLOWS}, this one is {gold}."
     else:
         decision = leaves
     return f"{start}{similar_text} {decision}"
+
+
+def prior_decision(thinking: str) -> str:
+    """Which decision a "prior" thinking took: "keep" the usual answer, "follow" the similar item, "leave", or "none"."""
+    if KEEPS in thinking:
+        return "keep"
+    if FOLLOWS in thinking:
+        return "follow"
+    return "leave" if "than their usual" in thinking or "not their usual" in thinking else "none"
 
 
 def _rating_change(gold: str, usual: str) -> str:
