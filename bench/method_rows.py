@@ -1,0 +1,34 @@
+"""Shared by the bench scripts that inspect an eval run's prediction logs against a reference row."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from personalign.eval.predictions import read_log  # noqa: E402
+from personalign.eval.scoring import Scored, score_rows  # noqa: E402
+from personalign.tasks.spec import TaskSpec  # noqa: E402
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """--run, --task, --methods and --against, as every such script takes them."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--run", required=True, help="an eval run folder (holds predictions/)")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--methods", required=True, help="comma-separated prediction logs to inspect")
+    parser.add_argument("--against", required=True, help="a reference row scored on the same questions")
+    return parser
+
+
+def scored_against(args: argparse.Namespace, task: TaskSpec) -> Iterator[tuple[str, list[dict], Scored, Scored]]:
+    """Per method: its name, its rows, and it and the reference scored on the questions both answered."""
+    _, reference_rows = read_log(Path(args.run) / "predictions" / f"{args.against}.jsonl")
+    for method in args.methods.split(","):
+        _, rows = read_log(Path(args.run) / "predictions" / f"{method}.jsonl")
+        ids = [i for i in rows if i in reference_rows]
+        yield (method, [rows[i] for i in ids], score_rows(task, [rows[i] for i in ids]),
+               score_rows(task, [reference_rows[i] for i in ids]))
