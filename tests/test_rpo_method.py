@@ -187,6 +187,15 @@ def test_prior_thinking_for_text_is_the_usual_length_and_a_few_kept_words():
     assert thinking == 'This user writes about 3 words. Keep "Michael Vaughan is gutted about dropping ...".'
 
 
+def test_kept_input_targets_are_the_input_words_the_gold_uses():
+    gold = "@MichaelVaughan so gutted about dropping 2 points #MUFC"
+    example = Example(id="t", input=TWEET, profile=TWEETS)
+    row = make_trajectory(LAMP7, example, gold, "He is sad.", TWEETS, None, TrajectoryConfig(text_target="kept_input"))
+    assert parse_reflection(row.target)[1] == "gutted about dropping 2 points" and row.gold == gold
+    unrelated = make_trajectory(LAMP7, example, "lol", "He is sad.", TWEETS, None, TrajectoryConfig(text_target="kept_input"))
+    assert parse_reflection(unrelated.target)[1] == "lol"  # no shared word: the gold itself
+
+
 def test_an_unknown_template_style_is_a_one_line_config_error(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("trajectories:\n  template_style: gold\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from personalign.config import load_dataclass
-from personalign.rpo.template_teacher import TEMPLATE_STYLES
+from personalign.rpo.template_teacher import TEMPLATE_STYLES, TEXT_TARGETS
 from personalign.training.rl import RLConfig
 
 
@@ -28,12 +28,15 @@ class TrajectoryConfig:
     template_fallback: bool = True         # use the template teacher when the LLM teacher fails every try
     template_style: str = "initial"        # "initial": relate A_base to the gold; "prior": start from the user's usual answer
     strip_unseen_handles: bool = True      # text tasks: drop @handles/#tags/URLs absent from the input from SFT targets
+    text_target: str = "gold"              # text tasks' SFT answer: the gold, or "kept_input": the input's words the gold uses
     item_max_words: int = 40
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.template_style not in TEMPLATE_STYLES:
             raise ValueError(f"template_style {self.template_style!r} is not one of {list(TEMPLATE_STYLES)}")
+        if self.text_target not in TEXT_TARGETS:
+            raise ValueError(f"text_target {self.text_target!r} is not one of {list(TEXT_TARGETS)}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem
 
 TEMPLATE_STYLES = ("initial", "prior")
+TEXT_TARGETS = ("gold", "kept_input")
 KEEPS, FOLLOWS = "This one fits their usual answer.", "Like the most similar example"  # "prior" thinking's decisions
 
 
@@ -125,6 +126,12 @@ def words_from(text: str, source: str) -> list[str]:
             seen.add(plain)
             kept.append(word.strip(".,;:!?\"'()"))
     return kept
+
+
+def kept_input_words(source: str, gold: str) -> str:
+    """The words of ``source`` that ``gold`` also uses (case and punctuation ignored), in ``source``'s order."""
+    gold_words = {_plain(w) for w in gold.split()}
+    return " ".join(w for w in source.split() if _plain(w) and _plain(w) in gold_words)
 
 
 _UNSEEN = re.compile(r"^(?:[@#]\w|https?://|www\.)")

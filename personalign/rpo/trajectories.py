@@ -24,7 +24,8 @@ from personalign.rpo.config import TrajectoryConfig
 from personalign.rpo.filters import is_brief, is_consistent
 from personalign.rpo.prompts import (format_reflection, parse_reflection, reflection_messages, teacher_messages,
                                      user_summary)
-from personalign.rpo.template_teacher import prior_thinking, template_thinking, without_unseen_handles
+from personalign.rpo.template_teacher import (kept_input_words, prior_thinking, template_thinking,
+                                               without_unseen_handles)
 from personalign.tasks.filters import finish
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Answer, Example, GenParams, Request, Trace
@@ -107,10 +108,17 @@ def _as_answer(row: Trajectory) -> Answer:
 
 
 def sft_answer(task: TaskSpec, example: Example, gold: str, answer: str, config: TrajectoryConfig) -> str:
-    """The answer the SFT target ends with: the gold, minus (text tasks) handles and URLs the input lacks."""
-    if task.kind != "generation" or not config.strip_unseen_handles:
+    """The answer the SFT target ends with: the gold, minus (text tasks) handles and URLs the input lacks.
+
+    With ``text_target: kept_input``, text tasks end with the input's words that the gold uses instead
+    (the gold itself when it uses none): deciding which words to keep, not writing new ones.
+    """
+    if task.kind != "generation":
         return gold
-    return without_unseen_handles(gold, f"{example.input} {answer}")
+    kept = kept_input_words(task.query_text(example.input), gold) if config.text_target == "kept_input" else ""
+    if kept:
+        return kept
+    return without_unseen_handles(gold, f"{example.input} {answer}") if config.strip_unseen_handles else gold
 
 
 def _accepted(task, example, gold, target, answer, top, thinking, teacher, outputs, config) -> Trajectory:
