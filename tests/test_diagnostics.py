@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from personalign.eval.diagnostics import label_rows, rating_rows
+from personalign.eval.diagnostics import label_rows, rating_rows, text_rows
 from personalign.tasks import get_task
 
 
@@ -33,3 +33,16 @@ def test_label_diagnostics_count_leaving_the_users_majority_and_being_right_then
     (row,) = label_rows(task, logs, profiles)
     assert row["leaves user majority"] == "0.50" and row["right when leaving"] == "1.00"
     assert row["majority right there"] == "0.00" and row["distinct"] == 2
+
+
+def test_text_diagnostics_count_copied_words_and_the_users_own_words_recovered():
+    task = get_task("LaMP_7")
+    inputs = {"t": task.format_input("I am very happy about the match today")}
+    profiles = {"t": [{"text": "buzzing for the footy lads"}]}
+    gold = "buzzing about the match today lads"
+    logs = {"echo": [_row("t", "I am very happy about the match today", gold)],
+            "reads-user": [_row("t", "buzzing about the match today", gold)]}
+    echo, reads = text_rows(task, logs, inputs, profiles)
+    assert echo["answer words from the input"] == "1.00" and echo["gold's history-only words recovered"] == "0 of 2"
+    assert reads["from the history only"] == "0.20" and reads["gold's history-only words recovered"] == "1 of 2"
+    assert reads["answer words"] == "5.0" and reads["gold words"] == "6.0"

@@ -60,7 +60,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _print_diagnostics(args: argparse.Namespace, tasks: dict, dirs: dict, results: dict) -> None:
-    """Per-method output diagnostics (ratings and labels tasks), from the logs and the run's data."""
+    """Per-method output diagnostics (ratings, labels and text), from the logs and the run's data."""
     import json
 
     from personalign.eval.diagnostics import diagnostics_rows

@@ -4,6 +4,9 @@
   bucket (the user's mean past rating), and how far predictions follow the user's mean.
 - Labels (LaMP_2): how often the prediction leaves the user's majority label, and how often it is then
   right, against how often staying would have been right.
+- Text: answer and gold length, where the answer's words come from (the input, or only the user's
+  history), and how many of the gold's history-only words (in the user's past answers, not the input)
+  the answer recovers: the words that only reading the user can give.
 
 A method that answers one value for every question shows up here as a single distinct prediction.
 """
@@ -14,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from statistics import mean
 from typing import Any
+
+import re
 
 import numpy as np
 
@@ -71,14 +76,49 @@ def label_rows(task: TaskSpec, logs: dict[str, list[dict]], profiles: dict[str, 
     return rows
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def text_rows(task: TaskSpec, logs: dict[str, list[dict]], inputs: dict[str, str],
+              profiles: dict[str, list]) -> list[dict[str, Any]]:
+    """One row per method: lengths, the answer's word sources, and the gold's history-only words recovered."""
+    sources = {}
+    for i, profile in profiles.items():
+        seen = set(_words(task.query_text(inputs[i])))
+        history = {w for item in profile for w in _words(task.item_output(item) or "")} - seen
+        sources[i] = (seen, history)
+    rows = []
+    for label, log in logs.items():
+        scored = score_rows(task, log)
+        answer_words = gold_words = from_input = from_history = wanted = recovered = 0
+        for i, prediction, gold in zip(scored.ids, scored.predictions, scored.golds):
+            seen, history = sources.get(i, (set(), set()))
+            answer, gold_set = _words(prediction), set(_words(gold))
+            answer_words, gold_words = answer_words + len(answer), gold_words + len(_words(gold))
+            from_input += sum(w in seen for w in answer)
+            from_history += sum(w in history for w in answer)
+            wanted_here = gold_set & history
+            wanted, recovered = wanted + len(wanted_here), recovered + len(wanted_here & set(answer))
+        n = max(len(scored.ids), 1)
+        rows.append({"method": label, "n": len(scored.ids), "answer words": f"{answer_words / n:.1f}",
+                     "gold words": f"{gold_words / n:.1f}",
+                     "answer words from the input": f"{from_input / max(answer_words, 1):.2f}",
+                     "from the history only": f"{from_history / max(answer_words, 1):.2f}",
+                     "gold's history-only words recovered": f"{recovered} of {wanted}"})
+    return rows
+
+
 def diagnostics_rows(task: TaskSpec, data: str | Path, split: str, part: str,
                      logs: dict[str, list[dict]]) -> list[dict[str, Any]]:
-    """The task's diagnostic rows (empty for text tasks)."""
-    if task.kind not in ("rating", "classification"):
-        return []
+    """The task's diagnostic rows: ratings, labels or text."""
     examples, _ = load_split(data, task, split, part)
     profiles = {e.id: e.profile for e in examples}
-    return rating_rows(task, logs, profiles) if task.kind == "rating" else label_rows(task, logs, profiles)
+    if task.kind == "rating":
+        return rating_rows(task, logs, profiles)
+    if task.kind == "classification":
+        return label_rows(task, logs, profiles)
+    return text_rows(task, logs, {e.id: e.input for e in examples}, profiles)
 
 
 def _is_number(text: str) -> bool:
