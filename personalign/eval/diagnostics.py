@@ -13,12 +13,11 @@ A method that answers one value for every question shows up here as a single dis
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from statistics import mean
 from typing import Any
-
-import re
 
 import numpy as np
 
