@@ -12,7 +12,7 @@ from personalign.errors import ConfigError
 from personalign.rpo.config import TrajectoryConfig, load_config
 from personalign.rpo.filters import is_brief, is_consistent
 from personalign.rpo.prompts import format_reflection, parse_reflection, reflection_prompt, user_summary
-from personalign.rpo.template_teacher import prior_decision
+from personalign.rpo.template_teacher import prior_decision, prior_usual
 from personalign.rpo.trajectories import generate_trajectories, make_trajectory
 from personalign.tasks import get_task
 from personalign.types import Example
@@ -177,8 +177,10 @@ def test_prior_thinking_keeps_follows_or_leaves_the_users_usual_answer():
     thinking, answer = prior_target(LAMP2, movie, "sci-fi", tags[-1:])
     assert thinking.startswith('This user most often chooses "comedy" (2 of 3). The most similar example is "action".')
     assert thinking.endswith('This one is "sci-fi", not their usual.') and answer == "sci-fi"
+    assert prior_usual(thinking) == "comedy"
     decisions = [prior_decision(prior_target(LAMP3, example, gold, scores[-1:])[0]) for gold in "4521"]
     assert decisions == ["keep", "follow", "leave", "leave"] and prior_decision("It is a 4.") == "none"
+    assert prior_usual(prior_target(LAMP3, example, "2", scores[-1:])[0]) == "4" and prior_usual("It is a 4.") == ""
 
 
 def test_prior_thinking_for_text_is_the_usual_length_and_a_few_kept_words():

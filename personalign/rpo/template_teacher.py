@@ -95,6 +95,12 @@ def prior_decision(thinking: str) -> str:
     return "leave" if "than their usual" in thinking or "not their usual" in thinking else "none"
 
 
+def prior_usual(thinking: str) -> str:
+    """The usual answer a "prior" thinking names ("usually gives 4", "most often chooses "comedy""), or ""."""
+    found = re.search(r'usually gives (\d+(?:\.\d+)?)|most often chooses "([^"]*)"', thinking)
+    return (found.group(1) or found.group(2)) if found else ""
+
+
 def _rating_change(gold: str, usual: str) -> str:
     try:
         harsher = float(gold) < float(usual)
