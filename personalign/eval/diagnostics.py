@@ -93,11 +93,11 @@ def text_rows(task: TaskSpec, logs: dict[str, list[dict]], inputs: dict[str, str
         answer_words = gold_words = from_input = from_history = wanted = recovered = 0
         for i, prediction, gold in zip(scored.ids, scored.predictions, scored.golds):
             seen, history = sources.get(i, (set(), set()))
-            answer, gold_set = _words(prediction), set(_words(gold))
-            answer_words, gold_words = answer_words + len(answer), gold_words + len(_words(gold))
+            answer, gold_list = _words(prediction), _words(gold)
+            answer_words, gold_words = answer_words + len(answer), gold_words + len(gold_list)
             from_input += sum(w in seen for w in answer)
             from_history += sum(w in history for w in answer)
-            wanted_here = gold_set & history
+            wanted_here = set(gold_list) & history
             wanted, recovered = wanted + len(wanted_here), recovered + len(wanted_here & set(answer))
         n = max(len(scored.ids), 1)
         rows.append({"method": label, "n": len(scored.ids), "answer words": f"{answer_words / n:.1f}",

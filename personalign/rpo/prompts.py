@@ -37,15 +37,25 @@ FORMAT = (
 )
 
 
+def past_outputs(task: TaskSpec, profile: Sequence[ProfileItem]) -> list[str]:
+    """The user's non-empty past answers (labels, scores or texts), in profile order."""
+    outputs = [str(task.item_output(item) or "").strip() for item in profile]
+    return [o for o in outputs if o]
+
+
+def median_words(outputs: Sequence[str]) -> int:
+    """The median length in words of ``outputs`` (the upper one of an even count); non-empty input."""
+    words = sorted(len(o.split()) for o in outputs)
+    return words[len(words) // 2]
+
+
 def user_summary(task: TaskSpec, profile: Sequence[ProfileItem]) -> str:
     """One line of statistics over the user's whole history: label or score counts, or answer length."""
-    outputs = [str(task.item_output(item) or "").strip() for item in profile]
-    outputs = [o for o in outputs if o]
+    outputs = past_outputs(task, profile)
     if not outputs:
         return ""
     if task.kind == "generation":
-        words = sorted(len(o.split()) for o in outputs)
-        return f"This user's past answers have {words[len(words) // 2]} words (median of {len(outputs)})."
+        return f"This user's past answers have {median_words(outputs)} words (median of {len(outputs)})."
     counts = ", ".join(f"{value} x{n}" for value, n in Counter(outputs).most_common(6))
     if task.kind == "rating":
         scores = rating_values(outputs)

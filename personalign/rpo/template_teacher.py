@@ -11,13 +11,17 @@ import re
 from collections import Counter
 from typing import Sequence
 
+from personalign.rpo.prompts import median_words, past_outputs
 from personalign.tasks.parsing import parse_output, rating_values
 from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem
 
 TEMPLATE_STYLES = ("initial", "prior")
 TEXT_TARGETS = ("gold", "kept_input")
-KEEPS, FOLLOWS = "This one fits their usual answer.", "Like the most similar example"  # "prior" thinking's decisions
+# The "prior" thinking's decisions, as written and as read back (prior_decision)
+KEEPS = "This one fits their usual answer."
+FOLLOWS = "Like the most similar example"
+LEAVES = ("than their usual", "not their usual")
 
 
 def _snippet(text: str, words: int = 8) -> str:
@@ -56,12 +60,10 @@ def prior_thinking(task: TaskSpec, profile: Sequence[ProfileItem], item: Profile
     ``gold`` keeps the usual answer, follows the similar item or leaves both. Text: the user's usual
     length and at most six of the query's words that ``gold`` keeps (short, so the answer fits).
     """
-    outputs = [str(task.item_output(p) or "").strip() for p in profile]
-    outputs = [o for o in outputs if o]
+    outputs = past_outputs(task, profile)
     similar = str(task.item_output(item) or "").strip() if item else ""
     if task.kind == "generation":
-        words = sorted(len(o.split()) for o in outputs)
-        usual = f"This user writes about {words[len(words) // 2]} words." if words else ""
+        usual = f"This user writes about {median_words(outputs)} words." if outputs else ""
         kept = words_from(gold, query)
         return f'{usual} Keep "{_snippet(" ".join(kept), 6)}".'.strip() if kept else f"{usual} Rewrite it.".strip()
     if not outputs:
@@ -92,7 +94,7 @@ def prior_decision(thinking: str) -> str:
         return "keep"
     if FOLLOWS in thinking:
         return "follow"
-    return "leave" if "than their usual" in thinking or "not their usual" in thinking else "none"
+    return "leave" if any(phrase in thinking for phrase in LEAVES) else "none"
 
 
 def prior_usual(thinking: str) -> str:
