@@ -1,6 +1,5 @@
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
+from netutil import free_port  # noqa: E402
 
 REALLAMP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reallamp"
 
@@ -28,12 +28,6 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def llama_server() -> Iterator[str]:
     """A real llama-cpp-python OpenAI-compatible server on loopback, serving the bundled model; yields its /v1 URL."""
@@ -44,7 +38,7 @@ def llama_server() -> Iterator[str]:
     if missing:
         pytest.skip(f"llama.cpp server extras not installed ({', '.join(missing)}): "
                     "pip install 'llama-cpp-python[server]'")
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", default_gguf_path(), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,3 +63,12 @@ def llama_server() -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (skipped when it cannot start)."""
+    from postgres import postgres_server
+
+    with postgres_server() as server:
+        yield server

@@ -5,7 +5,6 @@ Orchestration tests use FakeRuleLLM and FakeWordEncoder (named fakes); one test 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
