@@ -51,6 +51,14 @@ def tenant_key(config: Path, name: str = "acme") -> str:
     return made.stdout.split("API key ")[1].split()[0]
 
 
+def serve_config(tmp_path: Path, extra_yaml: str = "") -> tuple[Path, str, str]:
+    """A ``serve.yaml`` on a free port with tenant "acme" added: its path, the tenant's key and the service URL."""
+    port = free_port()
+    config = tmp_path / "serve.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nport: {port}\n{extra_yaml}")
+    return config, tenant_key(config), f"http://127.0.0.1:{port}"
+
+
 def serve_process(config: Path, url: str) -> subprocess.Popen:
     """``personalign serve --config`` in its own process, once its /healthz answers."""
     proc = subprocess.Popen(CLI + ["serve", "--config", str(config), "--log-level", "warning"],

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy
 from fakes import FakeEchoLLM
-from serve_helpers import add, ask, client, free_port, openai, running, serve_process, stop, tenant_key
+from serve_helpers import add, ask, client, openai, running, serve_config, serve_process, stop
 
 from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig, load_serve_config
@@ -175,10 +175,7 @@ def test_real_bundled_model_behind_the_service(tmp_path):
 @pytest.mark.model
 def test_personalign_serve_as_a_user_runs_it(tmp_path):
     """``personalign tenant add`` then ``personalign serve --config`` in its own process, on the embedded model."""
-    port = free_port()
-    config = tmp_path / "serve.yaml"
-    config.write_text(f"data_dir: {tmp_path / 'data'}\nport: {port}\nbase_llm_options: {{n_ctx: 2048}}\n")
-    key, url = tenant_key(config), f"http://127.0.0.1:{port}"
+    config, key, url = serve_config(tmp_path, "base_llm_options: {n_ctx: 2048}\n")
     proc = serve_process(config, url)
     try:
         add(url, key, "alice", "I answer in one short sentence.")

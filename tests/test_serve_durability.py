@@ -8,8 +8,8 @@ import httpx
 import pytest
 import sqlalchemy
 from fakes import FakeEchoLLM
-from serve_helpers import (add, client, free_port, postgres_server_or_skip, running, serve_process, stop, tenant_key,
-                           wait_embedded)
+from serve_helpers import (add, client, free_port, postgres_server_or_skip, running, serve_config, serve_process, stop,
+                           tenant_key, wait_embedded)
 
 from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig
@@ -95,10 +95,7 @@ def test_kill_9_during_writes_loses_no_acknowledged_item(tmp_path):
     import signal
     from concurrent.futures import ThreadPoolExecutor
 
-    port = free_port()
-    config = tmp_path / "serve.yaml"
-    config.write_text(f"data_dir: {tmp_path / 'data'}\nport: {port}\n")
-    key, url = tenant_key(config), f"http://127.0.0.1:{port}"
+    config, key, url = serve_config(tmp_path)
     start = lambda: serve_process(config, url)  # noqa: E731
     acknowledged: list[str] = []
     proc = start()
