@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fakes import FakeEchoLLM
-from netutil import free_port  # noqa: F401  (re-exported for the service tests)
+from netutil import free_port
 
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
@@ -49,6 +49,11 @@ def tenant_key(config: Path, name: str = "acme") -> str:
     made = subprocess.run(CLI + ["tenant", "add", name, "--config", str(config)], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     return made.stdout.split("API key ")[1].split()[0]
+
+
+def store_url(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """A new database on the session's PostgreSQL server for backend "postgres"; None (the SQLite default) otherwise."""
+    return request.getfixturevalue("postgres").database() if backend == "postgres" else None
 
 
 def serve_config(tmp_path: Path, extra_yaml: str = "") -> tuple[Path, str, str]:
@@ -114,12 +119,6 @@ def stored_texts(store: Store, table: str, column: str) -> list[str]:
     """Every value of one column of one table, read from the storage itself."""
     with store.engine.connect() as db:
         return [str(row[0]) for row in db.exec_driver_sql(f"select {column} from {table}")]
-
-
-def postgres_server_or_skip():
-    from postgres import postgres_server
-
-    return postgres_server()
 
 
 def wait_embedded(url: str, key: str, user: str, count: int, seconds: float = 60) -> list[dict]:

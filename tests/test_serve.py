@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy
 from fakes import FakeEchoLLM
-from serve_helpers import add, ask, client, openai, running, serve_config, serve_process, stop
+from serve_helpers import add, ask, client, openai, running, serve_config, serve_process, stop, store_url
 
 from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig, load_serve_config
@@ -23,7 +23,7 @@ from personalign.serve.store import Store
 @pytest.fixture(params=["sqlite", "postgres"])
 def service(request, tmp_path):
     """A running app on SQLite, then the same on a real PostgreSQL server (skipped when it cannot start)."""
-    url = request.getfixturevalue("postgres").database() if request.param == "postgres" else None
+    url = store_url(request, request.param)
     config = ServeConfig(data_dir=str(tmp_path), store_url=url, max_history_items=5, max_request_bytes=4000)
     store = Store(config.store(), config.max_history_items)
     keys = {"acme": store.add_tenant("acme"), "globex": store.add_tenant("globex")}

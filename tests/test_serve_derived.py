@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 from fakes import FakeEchoLLM
-from serve_helpers import add, ask, running, stored_texts, summary_app, wait_embedded
+from serve_helpers import add, ask, running, store_url, stored_texts, summary_app, wait_embedded
 
 from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig
@@ -20,8 +20,7 @@ from personalign.serve.store import Store
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_pag_summaries_are_versioned_derived_data_and_deleting_an_item_removes_every_version_built_from_it(
         tmp_path, request, backend):
-    store_url = request.getfixturevalue("postgres").database() if backend == "postgres" else None
-    app, store, worker, key = summary_app(tmp_path, store_url)
+    app, store, worker, key = summary_app(tmp_path, store_url(request, backend))
     auth = {"Authorization": f"Bearer {key}"}
     with running(app) as url:
         secret, = add(url, key, "alice", "my secret is pineapple")
@@ -100,8 +99,7 @@ def test_a_derived_version_of_other_models_or_another_method_is_not_used(tmp_pat
 def test_rpm_user_models_are_derived_data_updated_incrementally_and_deleted_with_their_items(tmp_path, request, backend):
     from fakes import FakeRuleLLM
 
-    store_url = request.getfixturevalue("postgres").database() if backend == "postgres" else None
-    app, store, worker, key = summary_app(tmp_path, store_url, method="rpm", llm=FakeRuleLLM())
+    app, store, worker, key = summary_app(tmp_path, store_url(request, backend), method="rpm", llm=FakeRuleLLM())
     personalizer, llm = app.state.personalizer, app.state.personalizer.llm
     assert personalizer.method.encoder._memory.size == 0  # no embedding outlives its item in the process
     with running(app) as url:

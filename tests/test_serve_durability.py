@@ -8,8 +8,9 @@ import httpx
 import pytest
 import sqlalchemy
 from fakes import FakeEchoLLM
-from serve_helpers import (add, client, free_port, postgres_server_or_skip, running, serve_config, serve_process, stop,
-                           tenant_key, wait_embedded)
+from netutil import free_port
+from postgres import postgres_server
+from serve_helpers import add, client, running, serve_config, serve_process, stop, tenant_key, wait_embedded
 
 from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig
@@ -30,7 +31,7 @@ def test_history_is_durable_across_restarts_and_keys_are_stored_hashed(tmp_path)
 @pytest.mark.model
 def test_two_service_processes_share_one_postgres_store(tmp_path):
     """No process state: what one process adds, another lists, answers from, and deletes; jobs are claimed once."""
-    with postgres_server_or_skip() as server:
+    with postgres_server() as server:
         url = server.database()
         ports = [free_port(), free_port()]
         configs = []
