@@ -94,6 +94,37 @@ def test_user_prior_with_empty_profile_gives_empty_answer():
     assert prior.answer_text(Example("q", "review: x", []), []) == ""
 
 
+def test_tfidf_linear_learns_the_words_of_the_train_users_not_the_user():
+    reviews = [("great sound, love it", "5"), ("broken on arrival, awful", "1"), ("love the great tone", "5"),
+               ("awful, broken after a day", "1")]
+    profile = [{"text": t, "score": s, "id": str(i)} for i, (t, s) in enumerate(reviews)]
+    train = [Example("t1", LAMP3.format_input("great strings, love them"), profile)]
+    model = build_method("tfidf-linear", LAMP3)
+    model.fit(train, {"t1": "5"})
+    lenient_user = [{"text": "fine", "score": "5", "id": "u"}]
+    harsh_words = int(model.answer_text(Example("q1", LAMP3.format_input("awful and broken"), lenient_user), lenient_user))
+    kind_words = int(model.answer_text(Example("q2", LAMP3.format_input("I love it, great"), []), []))
+    assert harsh_words <= 2 and kind_words >= 4  # the lenient user's history does not lift the harsh review
+    tags = [{"description": d, "tag": t, "id": str(i)} for i, (d, t) in
+            enumerate([("spaceships and aliens", "sci-fi"), ("jokes and laughs", "comedy"), ("aliens invade", "sci-fi")])]
+    model2 = build_method("tfidf-linear", LAMP2)
+    model2.fit([Example("t2", "description: more jokes", tags)], {"t2": "comedy"})
+    assert model2.answer_text(Example("q3", "description: aliens on a spaceship", []), []) == "sci-fi"
+
+
+def test_tfidf_linear_refuses_what_it_cannot_do():
+    from personalign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="applies to"):
+        build_method("tfidf-linear", LAMP5)
+    with pytest.raises(ConfigError, match="tfidf-linear"):
+        build_method("tfidf-linear", LAMP3, ridge_alfa=2.0)
+    with pytest.raises(ConfigError, match="two kinds"):
+        build_method("tfidf-linear", LAMP3).fit([Example("t", LAMP3.format_input("good"), [])], {"t": "5"})
+    with pytest.raises(RuntimeError, match="fitted"):
+        build_method("tfidf-linear", LAMP3).answer_text(EXAMPLE3, PROFILE3)
+
+
 def test_gold_is_never_in_the_prompt():
     gold_marker = "GOLD-ANSWER-XYZ"
     example = Example(id="q", input=LAMP5.format_input("we study parsing"), profile=[
