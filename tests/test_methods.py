@@ -112,12 +112,34 @@ def test_tfidf_linear_learns_the_words_of_the_train_users_not_the_user():
     assert model2.answer_text(Example("q3", "description: aliens on a spaceship", []), []) == "sci-fi"
 
 
+def test_tfidf_user_adds_the_users_labels_and_leniency_to_the_text_model():
+    tags = [{"description": d, "tag": t, "id": str(i)} for i, (d, t) in
+            enumerate([("aliens and jokes", "sci-fi"), ("aliens and jokes", "comedy"), ("spaceships", "sci-fi"),
+                       ("laughs", "comedy")])]
+    train = [Example("t", "description: more aliens", tags)]
+    text_only, with_user = build_method("tfidf-linear", LAMP2), build_method("tfidf-user", LAMP2)
+    text_only.fit(train, {"t": "sci-fi"})
+    with_user.fit(train, {"t": "sci-fi"})
+    comedy_fan = [{"description": f"film {i}", "tag": "comedy", "id": str(i)} for i in range(5)]
+    query = Example("q", "description: aliens and jokes", comedy_fan)
+    assert text_only.answer_text(query, comedy_fan) == "sci-fi"
+    assert with_user.answer_text(query, comedy_fan) == "comedy"
+    reviews = [{"text": t, "score": s, "id": str(i)} for i, (t, s) in
+               enumerate([("great", "5"), ("awful", "1"), ("fine", "3"), ("great fun", "5"), ("awful mess", "1")])]
+    rating = build_method("tfidf-user", LAMP3)
+    rating.fit([Example("t3", LAMP3.format_input("fine enough"), reviews)], {"t3": "3"})
+    harsh = [{"text": "x", "score": "1", "id": "h"}, {"text": "y", "score": "2", "id": "i"}]
+    lenient = [{"text": "x", "score": "5", "id": "h"}, {"text": "y", "score": "5", "id": "i"}]
+    review = Example("q3", LAMP3.format_input("fine"), [])
+    assert int(rating.answer_text(review, harsh)) < int(rating.answer_text(review, lenient))
+
+
 def test_tfidf_linear_refuses_what_it_cannot_do():
     from personalign.errors import ConfigError
 
     with pytest.raises(ConfigError, match="applies to"):
         build_method("tfidf-linear", LAMP5)
-    with pytest.raises(ConfigError, match="tfidf-linear"):
+    with pytest.raises(ConfigError, match="TfidfLinear.*ridge_alfa"):
         build_method("tfidf-linear", LAMP3, ridge_alfa=2.0)
     with pytest.raises(ConfigError, match="two kinds"):
         build_method("tfidf-linear", LAMP3).fit([Example("t", LAMP3.format_input("good"), [])], {"t": "5"})

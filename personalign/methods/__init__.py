@@ -15,7 +15,7 @@ from personalign.tasks.spec import TaskSpec
 
 
 REFERENCES = ("population-majority", "user-majority", "user-mean", "user-median", "echo", "lead", "nearest-output",
-              "user-prior", "tfidf-linear")
+              "user-prior", "tfidf-linear", "tfidf-user")
 
 
 def expand_methods(names: list[str], task: TaskSpec) -> list[str]:

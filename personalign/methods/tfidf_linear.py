@@ -27,6 +27,8 @@ class TfidfLinearConfig:
     ridge_alpha: float = 1.0        # ratings
     logistic_c: float = 1.0         # labels
     max_iter: int = 1000
+    user_weight: float = 1.0        # tfidf-user, labels: weight of the log of the user's label frequencies
+    smoothing: float = 0.5          # tfidf-user, labels: added to each label's count in the user's history
 
 
 class TfidfLinear(Reference):
@@ -38,7 +40,7 @@ class TfidfLinear(Reference):
         try:
             self.settings = TfidfLinearConfig(**options)
         except TypeError as exc:
-            raise ConfigError(f"method tfidf-linear: {exc}") from None
+            raise ConfigError(f"method {type(self).__name__}: {exc}") from None
 
     def pairs(self, examples, golds) -> tuple[list[str], list[str]]:
         """(text, answer) pairs from the train questions and their users' history items, answers checked."""
@@ -75,14 +77,24 @@ class TfidfLinear(Reference):
             self.offset = 0.0
             self.model = LogisticRegression(C=s.logistic_c, max_iter=s.max_iter).fit(features, answers)
 
-    def predict(self, example, profile, trace):
+    def text_scores(self, example) -> np.ndarray:
+        """Ratings: the text model's predicted offset from the train mean; labels: log-probabilities per class."""
         if not hasattr(self, "model"):
-            raise RuntimeError("tfidf-linear must be fitted on the train split first")
+            raise RuntimeError(f"{type(self).__name__} must be fitted on the train split first")
         features = self.vectorizer.transform([self.task.query_text(example.input)])
-        if self.task.kind != "rating":
-            return str(self.model.predict(features)[0])
+        if self.task.kind == "rating":
+            return self.model.predict(features)
+        return self.model.predict_log_proba(features)[0]
+
+    def rating_text(self, value: float) -> str:
         low, high = self.task.rating_range
-        return number_text(float(np.clip(np.round(self.offset + self.model.predict(features)[0]), low, high)))
+        return number_text(float(np.clip(np.round(value), low, high)))
+
+    def predict(self, example, profile, trace):
+        scores = self.text_scores(example)
+        if self.task.kind == "rating":
+            return self.rating_text(self.offset + scores[0])
+        return str(self.model.classes_[int(np.argmax(scores))])
 
 
 PLUGIN = TfidfLinear
