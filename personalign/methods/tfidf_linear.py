@@ -64,7 +64,7 @@ class TfidfLinear(Reference):
 
         texts, answers = self.pairs(examples, golds)
         if len(set(answers)) < 2:
-            raise ConfigError(f"tfidf-linear needs train answers of at least two kinds, got {sorted(set(answers))}")
+            raise ConfigError(f"{type(self).__name__} needs train answers of at least two kinds, got {sorted(set(answers))}")
         s = self.settings
         self.vectorizer = TfidfVectorizer(ngram_range=(1, s.ngram_max), min_df=s.min_df, max_features=s.max_features,
                                           sublinear_tf=True)
@@ -74,7 +74,6 @@ class TfidfLinear(Reference):
             self.offset = float(values.mean())
             self.model = Ridge(alpha=s.ridge_alpha).fit(features, values - self.offset)
         else:
-            self.offset = 0.0
             self.model = LogisticRegression(C=s.logistic_c, max_iter=s.max_iter).fit(features, answers)
 
     def text_scores(self, example) -> np.ndarray:

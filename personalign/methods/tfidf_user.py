@@ -24,8 +24,8 @@ class TfidfUser(TfidfLinear):
             past = rating_values([self.task.item_output(item) or "" for item in profile])
             base = statistics.fmean(past) if past else self.offset
             return self.rating_text(base + scores[0])
-        counts = np.array([user_labels(self.task, profile).count(label) for label in self.model.classes_], float)
-        s = self.settings
+        labels, s = user_labels(self.task, profile), self.settings
+        counts = np.array([labels.count(label) for label in self.model.classes_], float)
         prior = (counts + s.smoothing) / (counts.sum() + s.smoothing * len(counts))
         return str(self.model.classes_[int(np.argmax(scores + s.user_weight * np.log(prior)))])
 
