@@ -1,15 +1,18 @@
-"""RPO on a lent GPU: SFT + RL with configs/rpo/gpu.yaml, the dev reflections, and raw TRL GRPO step time.
+"""RPO on a lent GPU: all five tasks trained (SFT + RL) and their dev reflections generated in one call,
+next to raw TRL (``SFTTrainer`` and ``GRPOTrainer``) on the same data and sampling config.
 
 The GPU machine has no llama.cpp and no copy of the data, so the job is split in three:
 
-  here:   .venv/bin/python bench/rpo_gpu.py prompts --tasks LaMP_3,LaMP_7 --out .carry/gpu
-          (each task's CPU trajectories, and its dev reflection prompts with A_base, read from the
-          CPU evaluation's prediction log: same base answers, retrieval and prompt as `personalign eval`)
+  here:   .venv/bin/python bench/rpo_gpu.py prompts --out .carry/gpu
+          (each task's CPU trajectories, and its dev reflection prompts under the own, other-user and none
+          profile controls: the RPO method's own base answer, retrieval and prompt, from running its plan
+          up to the reflection request; base answers come from the LLM cache that `personalign eval` fills)
   device: python3 bench/rpo_gpu.py run --carry .carry/gpu --out $OUT
-          (SFT and RL per task, greedy reflections from both models, then TRL's GRPOTrainer on the same
-          RL config for a step-time comparison; writes gen.jsonl, logs.jsonl and summary.json)
+          (SFT throughput of ours against raw TRL, then per task SFT, RL and greedy reflections from both
+          models, and TRL's GRPOTrainer for a step-time comparison; gen.jsonl, logs.jsonl, summary.json)
   here:   .venv/bin/python bench/rpo_gpu.py score --gen DIR
-          (falls back to A_base on malformed output and scores with the LaMP metrics, as the RPO method does)
+          (writes the generations as prediction logs rpo@gpu-sft, rpo@gpu-rl, rpo@gpu-rl#other-user and
+          rpo@gpu-rl#none, so that `personalign report` gives intervals, fallback rates and paired tests)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import statistics
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,52 +31,116 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from personalign.rpo.pipeline import read_jsonl  # noqa: E402
 from personalign.tasks import get_task  # noqa: E402
 
-PREDICTIONS = "runs/reallamp/{task}/user-dev/predictions/rpo@rl.jsonl"
+TASKS = "LaMP_6,LaMP_2,LaMP_7,LaMP_3,LaMP_5"
 CARRIED = ("trajectories.jsonl", "rl_prompts.jsonl", "manifest.json")
+CONTROLS = ("own", "other-user", "none")
+GEN_ROWS = (("sft", "own"), ("rl", "own"), ("rl", "other-user"), ("rl", "none"))  # (model, profile control)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
+def _until_reflection(plan):
+    """Run an RPO plan up to its reflection request; the answer's trace holds that prompt and the base output."""
+    from personalign.types import Answer, Trace
+
+    requests, outputs = next(plan), {}
+    while not any(r.stage == "reflect" for r in requests):
+        completions = yield requests
+        outputs.update({r.stage: c.text for r, c in zip(requests, completions)})
+        requests = plan.send(completions)
+    plan.close()
+    trace = Trace(stages=list(outputs), raw_outputs=list(outputs.values()), prompts=[requests[-1].messages])
+    return Answer("", trace, "rpo")
+
+
 def prompts(args: argparse.Namespace) -> None:
-    """Copy trajectories and extract the dev reflection prompts (the last prompt of each RPO trace)."""
+    """Copy each task's trajectories and write its dev reflection prompts under every profile control."""
+    from personalign.engine import Engine
+    from personalign.eval.runner import EvalConfig, EvalRunner, control_profile
+    from personalign.methods.base import MethodConfig
+
     for task in args.tasks:
         out = Path(args.out) / task
         out.mkdir(parents=True, exist_ok=True)
         for name in CARRIED:
             shutil.copy(Path(args.runs) / task / "trajectories" / name, out / name)
-        rows = [{"id": r["id"], "messages": r["trace"]["prompts"][-1], "base_answer": r["trace"]["extra"]["base_answer"]}
-                for r in read_jsonl(Path(args.predictions.format(task=task)))]
+        runner = EvalRunner(EvalConfig(data=args.data, task=task, methods=["rpo"], split="user", part="dev",
+                                       retriever=args.retriever, llm="llamacpp",
+                                       llm_options={"quant": "q8_0", "n_threads": 1}, method=MethodConfig(k=args.k)))
+        method, _ = runner.build("rpo")
+        rows = []
+        for control in CONTROLS:
+            plans = (_until_reflection(method.plan(ex, control_profile(ex, runner.pool, control, runner.config.seed)))
+                     for ex in runner.examples)
+            for index, answer, _ in Engine(method.backends()).run(plans):
+                trace = answer.trace
+                rows.append({"id": runner.examples[index].id, "control": control, "messages": trace.prompts[0],
+                             "trace": {"stages": trace.stages, "raw_outputs": trace.raw_outputs}})
+        runner.backend().close()
         _write_jsonl(out / "dev_prompts.jsonl", rows)
-        print(f"{task}: {len(rows)} dev prompts -> {out}")
+        print(f"{task}: {len(rows)} dev prompts ({', '.join(CONTROLS)}) -> {out}", flush=True)
 
 
-def _median_step(seconds: list[float]) -> float | None:
+def _median(seconds: list[float]) -> float | None:
     """Median step time without the first step (warm-up)."""
     return round(statistics.median(seconds[1:] or seconds), 2) if seconds else None
 
 
-def _generate(model_dir: Path, rows: list[dict], max_tokens: int) -> list[str]:
+def _generate(model_dir: Path, messages: list, max_tokens: int, batch_size: int) -> list[str]:
     import torch
 
     from personalign.backends.transformers import TransformersLLM
     from personalign.types import GenParams
 
-    llm = TransformersLLM(str(model_dir), device="cuda" if torch.cuda.is_available() else "cpu", batch_size=64)
-    return [c.text for c in llm.chat_batch([r["messages"] for r in rows], GenParams(max_tokens=max_tokens))]
+    llm = TransformersLLM(str(model_dir), device="cuda" if torch.cuda.is_available() else "cpu", batch_size=batch_size)
+    return [c.text for c in llm.chat_batch(messages, GenParams(max_tokens=max_tokens))]
 
 
-def trl_step_time(config, prompts_file: Path, init: Path, steps: int, work: Path) -> dict:
+def sft_bench(config, rows: list[dict], batch: int, steps: int, work: Path) -> dict:
+    """SFT tokens/s on the same trajectories and batch size: raw TRL ``SFTTrainer`` (its defaults), then ours."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from personalign.rpo.model_io import load_trainable
+    from personalign.rpo.sft import ReflectionSFTTrainer, StepClock, sft_records
+
+    rows = rows[: batch * steps]
+    model, tokenizer = load_trainable(config.sft.model)
+    cuda = torch.cuda.is_available()
+    args = TRLSFTConfig(output_dir=str(work / "sft-bench-trl"), per_device_train_batch_size=batch, max_steps=steps,
+                        max_length=config.sft.max_length, bf16=cuda, use_cpu=not cuda, logging_steps=1,
+                        report_to=[], save_strategy="no", disable_tqdm=True)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                         train_dataset=Dataset.from_list(sft_records(rows, tokenizer, config.sft.max_length)))
+    clock = StepClock(lambda: int(trainer._total_train_tokens))
+    trainer.add_callback(clock)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    raw = {"steps": len(clock.marks), "seconds": round(seconds, 2), "tokens": int(trainer._total_train_tokens),
+           "tokens_per_second": round(trainer._total_train_tokens / seconds, 1),
+           "tokens_per_second_steady": clock.steady_tokens_per_second()}
+    del trainer, model
+    ours_config = replace(config.sft, batch_size=batch, epochs=1.0, max_examples=None)
+    ours = ReflectionSFTTrainer(ours_config, rows, work / "sft-bench-ours").train(resume=False)
+    keys = ("steps", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
+    return {"batch": batch, "examples": len(rows), "trl": raw, "ours": {k: ours[k] for k in keys}}
+
+
+def trl_grpo_step_time(config, prompts_file: Path, init: Path, steps: int, work: Path) -> dict:
     """Raw TRL ``GRPOTrainer`` on the same RL sampling config (k = k_max shots), seconds per step."""
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from personalign.rpo.model_io import load_trainable
     from personalign.rpo.prompts import reflection_messages
     from personalign.rpo.rewards import task_reward
+    from personalign.rpo.sft import StepClock
 
     rl, task = config.rl, get_task(config.task)
     rows = read_jsonl(prompts_file)[: rl.prompts_per_step * (steps + 1)]
@@ -83,118 +151,187 @@ def trl_step_time(config, prompts_file: Path, init: Path, steps: int, work: Path
     def reward(completions, gold, **_):
         return [task_reward(task, c[0]["content"], g, rl.format_penalty) for c, g in zip(completions, gold)]
 
-    stamps: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, *_, **__):
-            stamps.append(time.perf_counter())
-
     model, tokenizer = load_trainable(init)
     cuda = torch.cuda.is_available()
     args = GRPOConfig(output_dir=str(work / "trl"), per_device_train_batch_size=rl.prompts_per_step * rl.samples_per_prompt,
                       num_generations=rl.samples_per_prompt, max_completion_length=rl.max_new_tokens,
                       temperature=rl.temperature, top_p=rl.top_p, beta=rl.beta, scale_rewards="batch",
                       learning_rate=rl.learning_rate, max_steps=steps, bf16=cuda, use_cpu=not cuda,
-                      logging_steps=1, report_to=[], save_strategy="no", seed=rl.seed)
+                      logging_steps=1, report_to=[], save_strategy="no", seed=rl.seed, disable_tqdm=True)
+    clock = StepClock()
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tokenizer,
-                          callbacks=[Clock()])
+                          callbacks=[clock])
     start = time.perf_counter()
     trainer.train()
-    seconds = [b - a for a, b in zip([start, *stamps], stamps)]
-    return {"steps": len(seconds), "seconds": [round(s, 2) for s in seconds], "median_step_s": _median_step(seconds)}
+    seconds = clock.step_seconds(start)
+    return {"steps": len(seconds), "seconds": seconds, "median_step_s": _median(seconds)}
+
+
+def _guarded(summary: dict, where: dict, key: str, out: Path, work) -> None:
+    """Run ``work()`` into ``where[key]`` and save ``summary``; an error is recorded, not raised, so that
+    what the run already trained is kept."""
+    import traceback
+
+    try:
+        where[key] = work()
+    except Exception as exc:  # noqa: BLE001 - a device run must keep what it already trained
+        traceback.print_exc()
+        where[key] = {"error": f"{type(exc).__name__}: {exc}"[:600]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"[gpu] {key}: {json.dumps(where[key])[:400]}", flush=True)
+
+
+def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: list, gens: list) -> dict:
+    """SFT and RL for one task, then greedy reflections for its dev prompts; returns the task's timings."""
+    from personalign.rpo.pipeline import run_stage, stage_dir
+
+    task = config.task
+    trajectories = stage_dir(config, "trajectories")
+    trajectories.mkdir(parents=True, exist_ok=True)
+    for name in CARRIED:
+        shutil.copy(carry / task / name, trajectories / name)
+    t0 = time.perf_counter()
+    sft, rl = run_stage("sft", config), run_stage("rl", config)
+    for stage in ("sft", "rl"):
+        logs += [{"task": task, "stage": stage, **row} for row in read_jsonl(stage_dir(config, stage) / f"{stage}_log.jsonl")]
+    train_seconds = time.perf_counter() - t0
+    rows = read_jsonl(carry / task / "dev_prompts.jsonl")
+    t0 = time.perf_counter()
+    for stage, control in GEN_ROWS:
+        mine = [r for r in rows if r["control"] == control]
+        texts = _generate(stage_dir(config, stage) / "model", [r["messages"] for r in mine], args.max_tokens, args.gen_batch)
+        gens += [{"task": task, "model": stage, "control": control, "id": r["id"], "trace": r["trace"], "raw": text}
+                 for r, text in zip(mine, texts)]
+    _write_jsonl(out / "gen.jsonl", gens)
+    _write_jsonl(out / "logs.jsonl", logs)
+    rl_rows = [row for row in logs if row["task"] == task and row["stage"] == "rl"]
+    at_k_max = [row["seconds"] for row in rl_rows if row.get("k") == config.rl.k_max]
+    return {"sft": {k: sft.get(k) for k in ("steps", "examples", "seconds", "tokens_per_second", "tokens_per_second_steady")},
+            "rl": {k: rl.get(k) for k in ("steps", "seconds", "final_reward_mean", "final_kl_mean")},
+            "rl_median_step_s": _median([row["seconds"] for row in rl_rows]),
+            "rl_median_step_s_at_k_max": round(statistics.median(at_k_max), 2) if at_k_max else None,
+            "train_s": round(train_seconds, 1), "generate_s": round(time.perf_counter() - t0, 1),
+            "dev_prompts": len(rows)}
 
 
 def run(args: argparse.Namespace) -> None:
-    """On the GPU: SFT, RL and dev generations per task, then the TRL comparison; a table is printed last."""
+    """On the GPU: every task, then the GRPO and SFT-throughput comparisons while time is left; a table last."""
     from personalign.rpo.config import load_config
-    from personalign.rpo.pipeline import run_stage, stage_dir
+    from personalign.rpo.pipeline import stage_dir
 
+    start = time.perf_counter()
     carry, out, work = Path(args.carry), Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = args.tasks or [p.name for p in sorted(carry.iterdir()) if (p / "dev_prompts.jsonl").is_file()]
-    gens, logs, summary = [], [], {"tasks": {}, "trl": None}
-    for task in tasks:
+    summary: dict = {"config": args.config, "tasks": {}, "skipped": []}
+    logs: list[dict] = []
+    gens: list[dict] = []
+    tasks_start = time.perf_counter()
+    for task in args.tasks:
+        if time.perf_counter() - start > args.budget:
+            summary["skipped"].append(task)
+            continue
         config = load_config(args.config, {"task": task, "out": str(work)})
-        trajectories = stage_dir(config, "trajectories")
-        trajectories.mkdir(parents=True, exist_ok=True)
-        for name in CARRIED:
-            shutil.copy(carry / task / name, trajectories / name)
-        sft, rl = run_stage("sft", config), run_stage("rl", config)
-        for stage in ("sft", "rl"):
-            logs += [{"task": task, "stage": stage, **row} for row in read_jsonl(stage_dir(config, stage) / f"{stage}_log.jsonl")]
-        rows = read_jsonl(carry / task / "dev_prompts.jsonl")
-        t0 = time.perf_counter()
-        texts = {stage: _generate(stage_dir(config, stage) / "model", rows, args.max_tokens) for stage in ("sft", "rl")}
-        gens += [{"task": task, "id": r["id"], "base_answer": r["base_answer"], "sft": a, "rl": b}
-                 for r, a, b in zip(rows, texts["sft"], texts["rl"])]
-        rl_seconds = [row["seconds"] for row in logs if row["task"] == task and row["stage"] == "rl"]
-        summary["tasks"][task] = {"sft": sft, "rl": rl, "rl_median_step_s": _median_step(rl_seconds),
-                                  "dev_prompts": len(rows), "generate_s": round(time.perf_counter() - t0, 1)}
-        _write_jsonl(out / "gen.jsonl", gens)
-        _write_jsonl(out / "logs.jsonl", logs)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        print(f"[gpu] {task}: sft {sft['seconds']}s, rl {rl['seconds']}s", flush=True)
-        if task == args.trl_task:
-            try:
-                summary["trl"] = {"task": task, **trl_step_time(config, carry / task / "rl_prompts.jsonl",
-                                                                stage_dir(config, "sft") / "model", args.trl_steps, work)}
-            except Exception as exc:  # noqa: BLE001 - keep the trained results if TRL breaks
-                summary["trl"] = {"task": task, "error": f"{type(exc).__name__}: {exc}"[:500]}
-            (out / "summary.json").write_text(json.dumps(summary, indent=2))
-            print(f"[gpu] TRL: {summary['trl']}", flush=True)
-    print("| task | SFT steps | SFT s | RL steps | RL s/step (median) | dev prompts | generate s |")
-    print("|---|---|---|---|---|---|---|")
+        _guarded(summary, summary["tasks"], task, out, lambda: train_task(config, carry, out, args, logs, gens))
+    tasks_seconds = time.perf_counter() - tasks_start
+    trl_task = args.trl_task if "error" not in summary["tasks"].get(args.trl_task, {"error": 1}) else None
+    if trl_task and args.trl_steps and time.perf_counter() - start < args.budget:  # the comparisons come last
+        config = load_config(args.config, {"task": trl_task, "out": str(work)})
+        _guarded(summary, summary, "trl_grpo", out, lambda: {"task": trl_task, **trl_grpo_step_time(
+            config, carry / trl_task / "rl_prompts.jsonl", stage_dir(config, "sft") / "model", args.trl_steps, work)})
+    if args.sft_bench_steps and time.perf_counter() - start < args.budget:
+        config = load_config(args.config, {"task": args.tasks[0], "out": str(work)})
+        pooled = [r for t in args.tasks for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
+        _guarded(summary, summary, "sft_bench", out,
+                 lambda: sft_bench(config, pooled, args.sft_bench_batch, args.sft_bench_steps, work / "bench"))
+    summary["seconds"] = {"all": round(time.perf_counter() - start, 1), "tasks": round(tasks_seconds, 1)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_table(summary)
+
+
+def print_table(summary: dict) -> None:
+    print("| task | SFT steps | SFT s | SFT tokens/s (steady) | RL steps | RL s/step (median) | at k_max | train s | generate s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for task, s in summary["tasks"].items():
-        print(f"| {task} | {s['sft']['steps']} | {s['sft']['seconds']} | {s['rl']['steps']} | {s['rl_median_step_s']} "
-              f"| {s['dev_prompts']} | {s['generate_s']} |")
-    print(f"TRL: {json.dumps(summary['trl'])}")
+        if "error" in s:
+            print(f"| {task} | error: {s['error'][:120]} |")
+            continue
+        print(f"| {task} | {s['sft']['steps']} | {s['sft']['seconds']} | {s['sft']['tokens_per_second_steady']} "
+              f"| {s['rl']['steps']} | {s['rl_median_step_s']} | {s['rl_median_step_s_at_k_max']} | {s['train_s']} "
+              f"| {s['generate_s']} |")
+    for key in ("sft_bench", "trl_grpo", "seconds", "skipped"):
+        print(f"{key}: {json.dumps(summary.get(key))}")
 
 
 def score(args: argparse.Namespace) -> None:
-    """Score the GPU generations as the RPO method answers (fallback to A_base); print a markdown table.
+    """Write the GPU generations as keyed prediction logs in the eval run folder and rescore it.
 
     Also splits ``logs.jsonl`` into ``<task>_rl_log.jsonl`` files for ``personalign plot rl``.
     """
-    from personalign.data.lamp_io import load_split
-    from personalign.methods.rpo import reflected_answer
-    from personalign.tasks.metrics import compute_metrics
+    from personalign.data.lamp_io import files_sha256, find_split_files, load_split
+    from personalign.eval.predictions import PredictionLog
+    from personalign.eval.rescore import score_run
+    from personalign.eval.runner import row_label
+    from personalign.methods.base import MethodConfig
 
     gen_dir = Path(args.gen)
     rows, logs = read_jsonl(gen_dir / "gen.jsonl"), read_jsonl(gen_dir / "logs.jsonl")
-    print("| task | model | metric 1 | metric 2 | fallback_rate | n |\n|---|---|---|---|---|---|")
+    summary = json.loads((gen_dir / "summary.json").read_text())
     for task_name in dict.fromkeys(r["task"] for r in rows):
         task = get_task(task_name)
         _, golds = load_split(args.data, task, "user", "dev")
-        mine = [r for r in rows if r["task"] == task_name]
-        for stage in ("sft", "rl"):
-            answers = [reflected_answer(task, r[stage], r["base_answer"]) for r in mine]
-            metrics = compute_metrics(task, [a[0] for a in answers], [golds[r["id"]] for r in mine])
-            shown = " | ".join(f"{name} {value:.4f}" for name, value in list(metrics.items())[:2])
-            print(f"| {task_name} | {stage} | {shown} | {sum(a[2] for a in answers) / len(answers):.4f} | {len(mine)} |")
+        run_dir = Path(args.runs) / task_name / "user-dev"
+        data_sha = files_sha256([p for p in find_split_files(args.data, task_name, "user", "dev") if p])
+        for stage, control in GEN_ROWS:
+            label = row_label(f"rpo@{args.label}-{stage}", control)
+            path = run_dir / "predictions" / f"{label}.jsonl"
+            for old in (path, path.with_suffix(".key.json")):
+                old.unlink(missing_ok=True)
+            key = {"task": task_name, "split": "user", "part": "dev", "data_sha256": data_sha, "train_sha256": None,
+                   "limit": None, "seed": 0, "method": f"rpo@{args.label}-{stage}", "method_config": asdict(MethodConfig(k=4)),
+                   "method_options": {"reflection": f"{summary['config']} {stage} model, trained and run on a GPU "
+                                                    f"(bench/rpo_gpu.py, {gen_dir.name})"},
+                   "retriever": "bm25", "models": {}, "profile_control": control}
+            with PredictionLog(path, key=key) as log:
+                for r in rows:
+                    if r["task"] == task_name and r["model"] == stage and r["control"] == control:
+                        trace = {**r["trace"], "stages": [*r["trace"]["stages"], "reflect"],
+                                 "raw_outputs": [*r["trace"]["raw_outputs"], r["raw"]]}
+                        log.append({"id": r["id"], "gold": golds[r["id"]], "raw": r["raw"], "filter": "rpo",
+                                    "seconds": 0.0, "trace": trace})
+        score_run(run_dir, task)
         _write_jsonl(gen_dir / f"{task_name}_rl_log.jsonl",
                      [r for r in logs if r["task"] == task_name and r["stage"] == "rl"])
+        print(f"{task_name}: rpo@{args.label}-sft, rpo@{args.label}-rl (+ #other-user, #none) -> {run_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prompts")
-    p.add_argument("--tasks", default="LaMP_2,LaMP_3,LaMP_5,LaMP_6,LaMP_7")
-    p.add_argument("--runs", default="runs/rpo", help="the CPU RPO run whose trajectories are reused")
-    p.add_argument("--predictions", default=PREDICTIONS, help="the CPU eval's RPO prediction log ({task} filled)")
+    p.add_argument("--tasks", default=TASKS)
+    p.add_argument("--runs", default="runs/rpo-prior", help="the CPU RPO run whose trajectories are reused")
+    p.add_argument("--data", default="../shared/data/reallamp")
+    p.add_argument("--retriever", default="bm25")
+    p.add_argument("--k", type=int, default=4, help="history items in the reflection prompt, as `eval --k`")
     p.add_argument("--out", default=".carry/gpu")
     r = sub.add_parser("run")
     r.add_argument("--carry", default=".carry/gpu")
-    r.add_argument("--tasks", default="", help="comma-separated, in this order (default: every carried task)")
+    r.add_argument("--tasks", default=TASKS, help="comma-separated, in this order")
     r.add_argument("--config", default="configs/rpo/gpu.yaml")
     r.add_argument("--work", default="/root/rpo-gpu")
     r.add_argument("--out", required=True)
     r.add_argument("--max-tokens", type=int, default=128, help="reflection tokens, as configs/eval/rpo_rows.yaml")
-    r.add_argument("--trl-task", default="LaMP_3")
-    r.add_argument("--trl-steps", type=int, default=6)
+    r.add_argument("--gen-batch", type=int, default=256)
+    r.add_argument("--sft-bench-batch", type=int, default=64)
+    r.add_argument("--sft-bench-steps", type=int, default=12, help="0: no SFT throughput comparison")
+    r.add_argument("--trl-task", default="LaMP_7")
+    r.add_argument("--trl-steps", type=int, default=5, help="0: no GRPOTrainer comparison")
+    r.add_argument("--budget", type=float, default=480.0, help="seconds after which no new task is started")
     s = sub.add_parser("score")
     s.add_argument("--gen", required=True)
     s.add_argument("--data", default="../shared/data/reallamp")
+    s.add_argument("--runs", default="runs/reallamp")
+    s.add_argument("--label", default="gpu", help="rows are named rpo@LABEL-sft and rpo@LABEL-rl")
     args = parser.parse_args(argv)
     if getattr(args, "tasks", None):
         args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]

@@ -53,6 +53,8 @@ class SFTConfig:
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
+    checkpoints: int = 4                   # resumable checkpoints per run (0: none, for short GPU runs)
+    group_by_length: bool = False          # batches of similar length: less padding (GPU throughput)
     report_to: list[str] = field(default_factory=list)  # transformers trackers: "tensorboard", "wandb", ...
     seed: int = 0
 

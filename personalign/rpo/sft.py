@@ -11,17 +11,16 @@ import math
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from transformers import TrainerCallback
 
 from personalign.backends import shorten_messages
 from personalign.errors import ConfigError
 from personalign.rpo.config import RPOConfig, SFTConfig
 from personalign.rpo.model_io import load_trainable, save_model
 from personalign.types import Messages
-
-_SAVE_FRACTION = 0.25  # checkpoint about every quarter of the run (only the latest is kept)
 
 
 def sft_records(trajectories: list[dict], tokenizer: Any, max_length: int | None) -> list[dict]:
@@ -41,6 +40,34 @@ def sft_records(trajectories: list[dict], tokenizer: Any, max_length: int | None
 def _count(tokenizer: Any, messages: Messages) -> int:
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class StepClock(TrainerCallback):
+    """A ``transformers`` callback: wall time and tokens seen at the end of each optimizer step.
+
+    Steady-state figures leave out the first step (CUDA start-up, allocator growth), as throughput
+    benchmarks do; ``tokens`` reads the trainer's running token count (TRL's ``_total_train_tokens``).
+    """
+
+    def __init__(self, tokens: Callable[[], int] = lambda: 0):
+        self.tokens, self.marks = tokens, []  # marks: (seconds, tokens) per step
+
+    def on_step_end(self, *_: Any, **__: Any) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.marks.append((time.perf_counter(), self.tokens()))
+
+    def step_seconds(self, start: float) -> list[float]:
+        """Each step's seconds; ``start`` is when training began."""
+        times = [start] + [t for t, _ in self.marks]
+        return [round(b - a, 4) for a, b in zip(times, times[1:])]
+
+    def steady_tokens_per_second(self) -> float | None:
+        """Tokens per second from the end of step 1 to the end of the last step."""
+        if len(self.marks) < 2 or self.marks[-1][0] <= self.marks[0][0]:
+            return None
+        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
+        return round((n1 - n0) / (t1 - t0), 1)
 
 
 def _sft_args(sft: SFTConfig, checkpoints: Path, n_examples: int) -> Any:
@@ -68,9 +95,10 @@ def _sft_args(sft: SFTConfig, checkpoints: Path, n_examples: int) -> Any:
         fp16=False,
         logging_steps=1,
         report_to=list(sft.report_to),
-        save_strategy="steps",
-        save_steps=max(1, round(total_steps * _SAVE_FRACTION)),
+        save_strategy="steps" if sft.checkpoints else "no",
+        save_steps=max(1, math.ceil(total_steps / max(1, sft.checkpoints))),  # only the latest is kept
         save_total_limit=1,
+        train_sampling_strategy="group_by_length" if sft.group_by_length else "random",
         disable_tqdm=False,  # long CPU runs show progress
     )
 
@@ -110,6 +138,8 @@ class ReflectionSFTTrainer:
             args = _sft_args(sft, self.out_dir / "checkpoints", len(dataset))
             self._trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
                                        processing_class=tokenizer, peft_config=peft_config)
+            self.clock = StepClock(lambda: int(getattr(self._trainer, "_total_train_tokens", 0)))
+            self._trainer.add_callback(self.clock)
         return self._trainer
 
     def train(self, resume: bool = True) -> dict[str, Any]:
@@ -136,6 +166,7 @@ class ReflectionSFTTrainer:
                 "final_loss": history[-1]["loss"] if history else None, "train_loss": result.training_loss,
                 "seconds": round(seconds, 2), "tokens": tokens,
                 "tokens_per_second": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+                "tokens_per_second_steady": self.clock.steady_tokens_per_second(),
                 "resumed_from": last, "model": str(self.out_dir / "model")}
 
 
