@@ -18,7 +18,7 @@ from personalign.rpo.rl import ReflectionRLTrainer, RLPrompt, train_rl
 from personalign.training.advantages import (group_baseline, informative_groups, reinforce_pp_baseline, token_returns,
                                              whiten)
 from personalign.training.checkpoint import check_resume
-from personalign.training.rl import completion_mask, epoch_order, policy_loss
+from personalign.training.rl import clipped_step, completion_mask, epoch_order, policy_loss
 from personalign.tasks import get_task
 from personalign.tasks.metrics import rouge_scores
 
@@ -114,6 +114,23 @@ def test_a_few_updates_on_a_toy_reward_raise_the_mean_reward():
         optimizer.step()
     after = torch.stack([sample()[1].mean() for _ in range(20)]).mean()
     assert start < 0.4 and float(after) > 0.7  # from about 1/4 of the tokens to most of them
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_an_update_with_a_non_finite_gradient_is_skipped_and_the_weights_stay(bad):
+    from accelerate import Accelerator
+
+    layer = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in layer.parameters()]
+    layer(torch.ones(1, 2)).sum().backward()
+    layer.weight.grad[0, 0] = bad
+    assert clipped_step(Accelerator(cpu=True), layer, optimizer) is False
+    assert all(torch.equal(a, b) for a, b in zip(before, layer.parameters()))
+    optimizer.zero_grad()
+    layer(torch.ones(1, 2)).sum().backward()
+    assert clipped_step(Accelerator(cpu=True), layer, optimizer) is True
+    assert not torch.equal(before[0], layer.weight) and torch.isfinite(layer.weight).all()
 
 
 # ---------------------------------------------------------------- curriculum

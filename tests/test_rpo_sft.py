@@ -163,6 +163,28 @@ def test_sft_arguments_turn_checkpointing_off_under_either_transformers_name(tmp
     assert getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", None)) is False
 
 
+def test_sft_checkpoints_and_length_grouping_reach_the_trainer_arguments(tmp_path):
+    from dataclasses import replace
+
+    from personalign.rpo.sft import _sft_args
+
+    sft = _config().sft
+    default = _sft_args(sft, tmp_path, 64)
+    assert default.save_strategy == "steps" and default.train_sampling_strategy == "random"
+    short = _sft_args(replace(sft, checkpoints=0, group_by_length=True), tmp_path, 64)
+    assert short.save_strategy == "no" and short.train_sampling_strategy == "group_by_length"
+
+
+def test_step_clock_leaves_the_first_step_out_of_steady_throughput():
+    from personalign.rpo.sft import StepClock
+
+    clock = StepClock()
+    clock.marks = [(10.0, 1000), (11.0, 3000), (13.0, 7000)]  # (seconds, tokens seen) at each step's end
+    assert clock.steady_tokens_per_second() == 2000.0     # (7000 - 1000) / (13 - 10)
+    assert clock.step_seconds(start=4.0) == [6.0, 1.0, 2.0]
+    assert StepClock().steady_tokens_per_second() is None
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "rpo").rglob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_rpo_config_loads_with_known_keys(path):

@@ -140,6 +140,16 @@ def policy_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.
     return (per_token * mask).sum() / n_tokens
 
 
+def clipped_step(accelerator: Any, model: Any, optimizer: Any, max_norm: float = 1.0) -> bool:
+    """Clip the gradient norm to ``max_norm`` and step; an inf/NaN gradient (a bf16 overflow, seen on the GPU
+    in our trainer and in TRL's alike) skips the step instead, so the weights stay finite. True if it stepped."""
+    norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)
+    if not torch.isfinite(torch.as_tensor(norm)):
+        return False
+    optimizer.step()
+    return True
+
+
 def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
     value = model.generation_config.eos_token_id
     listed = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
@@ -261,11 +271,7 @@ class RLTrainer(Generic[P]):
                                    cfg.clip_eps, cfg.beta if cfg.kl_mode == "loss" else 0.0)
                 self.accelerator.backward(loss)
                 total += loss.item()
-            grad_norm = self.accelerator.clip_grad_norm_(self.policy.parameters(), 1.0)
-            if torch.isfinite(torch.as_tensor(grad_norm)):
-                self.optimizer.step()
-            else:  # an inf/NaN gradient (bf16 overflow) would poison the weights: skip this update, as AMP does
-                nonfinite += 1
+            nonfinite += not clipped_step(self.accelerator, self.policy, self.optimizer)
             losses.append(total)
         return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                 "zero_variance_share": float(1.0 - keep.mean()), "kl_mean": float(kl.sum() / mask.sum().clamp(min=1)),
