@@ -98,8 +98,9 @@ def _generate(model_dir: Path, messages: list, max_tokens: int, batch_size: int)
     return [c.text for c in llm.chat_batch(messages, GenParams(max_tokens=max_tokens))]
 
 
-def sft_bench(config, rows: list[dict], batch: int, steps: int, work: Path) -> dict:
-    """SFT tokens/s on the same trajectories and batch size: raw TRL ``SFTTrainer`` (its defaults), then ours."""
+def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: Path) -> dict:
+    """SFT tokens/s: raw TRL ``SFTTrainer`` (its defaults) and ours on the same trajectories at ``batches[0]``,
+    then ours alone at each larger batch size."""
     import torch
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
@@ -108,7 +109,8 @@ def sft_bench(config, rows: list[dict], batch: int, steps: int, work: Path) -> d
     from personalign.rpo.model_io import load_trainable
     from personalign.rpo.sft import ReflectionSFTTrainer, StepClock, sft_records
 
-    rows = rows[: batch * steps]
+    batch = batches[0]
+    rows = pooled[: batch * steps]
     model, tokenizer = load_trainable(config.sft.model)
     cuda = torch.cuda.is_available()
     args = TRLSFTConfig(output_dir=str(work / "sft-bench-trl"), per_device_train_batch_size=batch, max_steps=steps,
@@ -125,10 +127,13 @@ def sft_bench(config, rows: list[dict], batch: int, steps: int, work: Path) -> d
            "tokens_per_second": round(trainer._total_train_tokens / seconds, 1),
            "tokens_per_second_steady": clock.steady_tokens_per_second()}
     del trainer, model
-    ours_config = replace(config.sft, batch_size=batch, epochs=1.0, max_examples=None)
-    ours = ReflectionSFTTrainer(ours_config, rows, work / "sft-bench-ours").train(resume=False)
-    keys = ("steps", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
-    return {"batch": batch, "examples": len(rows), "trl": raw, "ours": {k: ours[k] for k in keys}}
+    keys = ("steps", "examples", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
+    ours = {}
+    for size in batches:
+        trainer = ReflectionSFTTrainer(replace(config.sft, batch_size=size, epochs=1.0, max_examples=None),
+                                       pooled[: size * steps], work / f"sft-bench-ours-{size}")
+        ours[size] = {k: v for k, v in trainer.train(resume=False).items() if k in keys}
+    return {"batch": batch, "examples": len(rows), "trl": raw, "ours": ours}
 
 
 def trl_grpo_step_time(config, prompts_file: Path, init: Path, steps: int, work: Path) -> dict:
@@ -196,12 +201,13 @@ def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: l
         logs += [{"task": task, "stage": stage, **row} for row in read_jsonl(stage_dir(config, stage) / f"{stage}_log.jsonl")]
     train_seconds = time.perf_counter() - t0
     rows = read_jsonl(carry / task / "dev_prompts.jsonl")
-    t0 = time.perf_counter()
+    t0, mine_all = time.perf_counter(), []
     for stage, control in GEN_ROWS:
         mine = [r for r in rows if r["control"] == control]
         texts = _generate(stage_dir(config, stage) / "model", [r["messages"] for r in mine], args.max_tokens, args.gen_batch)
-        gens += [{"task": task, "model": stage, "control": control, "id": r["id"], "trace": r["trace"], "raw": text}
-                 for r, text in zip(mine, texts)]
+        mine_all += [{"task": task, "model": stage, "control": control, "id": r["id"], "trace": r["trace"], "raw": text}
+                     for r, text in zip(mine, texts)]
+    gens += mine_all  # only a task whose four generations all finished
     _write_jsonl(out / "gen.jsonl", gens)
     _write_jsonl(out / "logs.jsonl", logs)
     rl_rows = [row for row in logs if row["task"] == task and row["stage"] == "rl"]
@@ -239,8 +245,9 @@ def run(args: argparse.Namespace) -> None:
         _guarded(summary, summary, "trl_grpo", out, lambda: {"task": trl_task, **trl_grpo_step_time(
             config, carry / trl_task / "rl_prompts.jsonl", stage_dir(config, "sft") / "model", args.trl_steps, work)})
     if args.sft_bench_steps and time.perf_counter() - start < args.budget:
-        config = load_config(args.config, {"task": args.tasks[0], "out": str(work)})
-        pooled = [r for t in args.tasks for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
+        trained = [t for t, result in summary["tasks"].items() if "error" not in result]
+        pooled = [r for t in trained for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
+        config = load_config(args.config, {"task": (trained or args.tasks)[0], "out": str(work)})
         _guarded(summary, summary, "sft_bench", out,
                  lambda: sft_bench(config, pooled, args.sft_bench_batch, args.sft_bench_steps, work / "bench"))
     summary["seconds"] = {"all": round(time.perf_counter() - start, 1), "tasks": round(tasks_seconds, 1)}
@@ -322,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--out", required=True)
     r.add_argument("--max-tokens", type=int, default=128, help="reflection tokens, as configs/eval/rpo_rows.yaml")
     r.add_argument("--gen-batch", type=int, default=256)
-    r.add_argument("--sft-bench-batch", type=int, default=64)
+    r.add_argument("--sft-bench-batch", default="64,128", help="raw TRL and ours at the first; ours at the others")
     r.add_argument("--sft-bench-steps", type=int, default=12, help="0: no SFT throughput comparison")
     r.add_argument("--trl-task", default="LaMP_7")
     r.add_argument("--trl-steps", type=int, default=5, help="0: no GRPOTrainer comparison")
@@ -335,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if getattr(args, "tasks", None):
         args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if getattr(args, "sft_bench_batch", None):
+        args.sft_bench_batch = [int(b) for b in args.sft_bench_batch.split(",")]
     {"prompts": prompts, "run": run, "score": score}[args.command](args)
 
 

