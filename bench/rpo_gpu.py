@@ -1,18 +1,25 @@
-"""RPO on a lent GPU: all five tasks trained (SFT + RL) and their dev reflections generated in one call,
+"""RPO on a lent GPU: all five tasks trained (SFT + RL) and their reflections generated in one call,
 next to raw TRL (``SFTTrainer`` and ``GRPOTrainer``) on the same data and sampling config.
 
-The GPU machine has no llama.cpp and no copy of the data, so the job is split in three:
+The GPU machine has no llama.cpp and no copy of the data, so the job is split in three
+(bench/rpo_gpu.sh is the device half and says how the model and wheels travel):
 
-  here:   .venv/bin/python bench/rpo_gpu.py prompts --out .carry/gpu
-          (each task's CPU trajectories, and its dev reflection prompts under the own, other-user and none
-          profile controls: the RPO method's own base answer, retrieval and prompt, from running its plan
-          up to the reflection request; base answers come from the LLM cache that `personalign eval` fills)
-  device: python3 bench/rpo_gpu.py run --carry .carry/gpu --out $OUT
-          (SFT throughput of ours against raw TRL, then per task SFT, RL and greedy reflections from both
-          models, and TRL's GRPOTrainer for a step-time comparison; gen.jsonl, logs.jsonl, summary.json)
+  here:   .venv/bin/python bench/rpo_gpu.py prompts [--runs runs/rpo-fit-prior --part val] --out .carry/gpu
+          (each task's CPU trajectories, and its dev (or validation) reflection prompts under the own,
+          other-user and none profile controls: the RPO method's own base answer, retrieval and prompt,
+          from running its plan up to the reflection request; base answers come from the LLM cache that
+          `personalign eval` fills)
+  device: python3 bench/rpo_gpu.py run --carry .carry/gpu --out $OUT [--config configs/rpo/gpu-fit.yaml]
+          (per task SFT, RL and greedy reflections from both models for every carried part, then TRL's
+          GRPOTrainer for a step-time comparison and SFT throughput against raw TRL; gen.jsonl, logs.jsonl,
+          summary.json)
   here:   .venv/bin/python bench/rpo_gpu.py score --gen DIR
           (writes the generations as prediction logs rpo@gpu-sft, rpo@gpu-rl, rpo@gpu-rl#other-user and
-          rpo@gpu-rl#none, so that `personalign report` gives intervals, fallback rates and paired tests)
+          rpo@gpu-rl#none of each part, so that `personalign report` gives intervals, fallback rates and
+          paired tests)
+
+To choose on validation and report dev once, train on the fit users (configs/rpo/gpu-fit.yaml, trajectories
+from configs/rpo/cpu-fit-prior.yaml) and carry both parts: the same models are scored on val and on dev.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from personalign.tasks import get_task  # noqa: E402
 TASKS = "LaMP_6,LaMP_2,LaMP_7,LaMP_3,LaMP_5"
 CARRIED = ("trajectories.jsonl", "rl_prompts.jsonl", "manifest.json")
 CONTROLS = ("own", "other-user", "none")
+PARTS = ("dev", "val")
 GEN_ROWS = (("sft", "own"), ("rl", "own"), ("rl", "other-user"), ("rl", "none"))  # (model, profile control)
 
 
@@ -56,7 +64,7 @@ def _until_reflection(plan):
 
 
 def prompts(args: argparse.Namespace) -> None:
-    """Copy each task's trajectories and write its dev reflection prompts under every profile control."""
+    """Copy each task's trajectories and write its ``--part`` reflection prompts under every profile control."""
     from personalign.engine import Engine
     from personalign.eval.runner import EvalConfig, EvalRunner, control_profile
     from personalign.methods.base import MethodConfig
@@ -66,7 +74,7 @@ def prompts(args: argparse.Namespace) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for name in CARRIED:
             shutil.copy(Path(args.runs) / task / "trajectories" / name, out / name)
-        runner = EvalRunner(EvalConfig(data=args.data, task=task, methods=["rpo"], split="user", part="dev",
+        runner = EvalRunner(EvalConfig(data=args.data, task=task, methods=["rpo"], split="user", part=args.part,
                                        retriever=args.retriever, llm="llamacpp",
                                        llm_options={"quant": "q8_0", "n_threads": 1}, method=MethodConfig(k=args.k)))
         method, _ = runner.build("rpo")
@@ -79,8 +87,8 @@ def prompts(args: argparse.Namespace) -> None:
                 rows.append({"id": runner.examples[index].id, "control": control, "messages": trace.prompts[0],
                              "trace": {"stages": trace.stages, "raw_outputs": trace.raw_outputs}})
         runner.backend().close()
-        _write_jsonl(out / "dev_prompts.jsonl", rows)
-        print(f"{task}: {len(rows)} dev prompts ({', '.join(CONTROLS)}) -> {out}", flush=True)
+        _write_jsonl(out / f"{args.part}_prompts.jsonl", rows)
+        print(f"{task}: {len(rows)} {args.part} prompts ({', '.join(CONTROLS)}) -> {out}", flush=True)
 
 
 def _median(seconds: list[float]) -> float | None:
@@ -187,7 +195,7 @@ def _guarded(summary: dict, where: dict, key: str, out: Path, work) -> None:
 
 
 def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: list, gens: list) -> dict:
-    """SFT and RL for one task, then greedy reflections for its dev prompts; returns the task's timings."""
+    """SFT and RL for one task, then greedy reflections for its carried prompts; returns the task's timings."""
     from personalign.rpo.pipeline import run_stage, stage_dir
 
     task = config.task
@@ -200,14 +208,18 @@ def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: l
     for stage in ("sft", "rl"):
         logs += [{"task": task, "stage": stage, **row} for row in read_jsonl(stage_dir(config, stage) / f"{stage}_log.jsonl")]
     train_seconds = time.perf_counter() - t0
-    rows = read_jsonl(carry / task / "dev_prompts.jsonl")
-    t0, mine_all = time.perf_counter(), []
-    for stage, control in GEN_ROWS:
-        mine = [r for r in rows if r["control"] == control]
-        texts = _generate(stage_dir(config, stage) / "model", [r["messages"] for r in mine], args.max_tokens, args.gen_batch)
-        mine_all += [{"task": task, "model": stage, "control": control, "id": r["id"], "trace": r["trace"], "raw": text}
-                     for r, text in zip(mine, texts)]
-    gens += mine_all  # only a task whose four generations all finished
+    t0, mine_all, prompts = time.perf_counter(), [], {}
+    for part in PARTS:  # dev, and val when a fit run is to be chosen on it
+        if (carry / task / f"{part}_prompts.jsonl").is_file():
+            prompts[part] = read_jsonl(carry / task / f"{part}_prompts.jsonl")
+    for stage in dict.fromkeys(stage for stage, _ in GEN_ROWS):  # one model load and one batch list per stage
+        controls = [control for s, control in GEN_ROWS if s == stage]
+        mine = [(part, r) for part, rows in prompts.items() for r in rows if r["control"] in controls]
+        texts = _generate(stage_dir(config, stage) / "model", [r["messages"] for _, r in mine], args.max_tokens,
+                          args.gen_batch)
+        mine_all += [{"task": task, "part": part, "model": stage, "control": r["control"], "id": r["id"],
+                      "trace": r["trace"], "raw": text} for (part, r), text in zip(mine, texts)]
+    gens += mine_all  # only a task whose generations all finished
     _write_jsonl(out / "gen.jsonl", gens)
     _write_jsonl(out / "logs.jsonl", logs)
     rl_rows = [row for row in logs if row["task"] == task and row["stage"] == "rl"]
@@ -217,7 +229,7 @@ def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: l
             "rl_median_step_s": _median([row["seconds"] for row in rl_rows]),
             "rl_median_step_s_at_k_max": round(statistics.median(at_k_max), 2) if at_k_max else None,
             "train_s": round(train_seconds, 1), "generate_s": round(time.perf_counter() - t0, 1),
-            "dev_prompts": len(rows)}
+            "prompts": {part: len(rows) for part, rows in prompts.items()}}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -270,7 +282,7 @@ def print_table(summary: dict) -> None:
 
 
 def score(args: argparse.Namespace) -> None:
-    """Write the GPU generations as keyed prediction logs in the eval run folder and rescore it.
+    """Write the GPU generations as keyed prediction logs in the eval run folders (dev, val) and rescore them.
 
     Also splits ``logs.jsonl`` into ``<task>_rl_log.jsonl`` files for ``personalign plot rl``.
     """
@@ -283,32 +295,35 @@ def score(args: argparse.Namespace) -> None:
     gen_dir = Path(args.gen)
     rows, logs = read_jsonl(gen_dir / "gen.jsonl"), read_jsonl(gen_dir / "logs.jsonl")
     summary = json.loads((gen_dir / "summary.json").read_text())
-    for task_name in dict.fromkeys(r["task"] for r in rows):
+    folders = {"dev": Path(args.runs), "val": Path(args.val_runs)}
+    for task_name, part in dict.fromkeys((r["task"], r.get("part", "dev")) for r in rows):
         task = get_task(task_name)
-        _, golds = load_split(args.data, task, "user", "dev")
-        run_dir = Path(args.runs) / task_name / "user-dev"
-        data_sha = files_sha256([p for p in find_split_files(args.data, task_name, "user", "dev") if p])
+        _, golds = load_split(args.data, task, "user", part)
+        run_dir = folders[part] / task_name / f"user-{part}"
+        data_sha = files_sha256([p for p in find_split_files(args.data, task_name, "user", part) if p])
+        mine = [r for r in rows if r["task"] == task_name and r.get("part", "dev") == part]
         for stage, control in GEN_ROWS:
             label = row_label(f"rpo@{args.label}-{stage}", control)
             path = run_dir / "predictions" / f"{label}.jsonl"
             for old in (path, path.with_suffix(".key.json")):
                 old.unlink(missing_ok=True)
-            key = {"task": task_name, "split": "user", "part": "dev", "data_sha256": data_sha, "train_sha256": None,
+            key = {"task": task_name, "split": "user", "part": part, "data_sha256": data_sha, "train_sha256": None,
                    "limit": None, "seed": 0, "method": f"rpo@{args.label}-{stage}", "method_config": asdict(MethodConfig(k=4)),
                    "method_options": {"reflection": f"{summary['config']} {stage} model, trained and run on a GPU "
                                                     f"(bench/rpo_gpu.py, {gen_dir.name})"},
                    "retriever": "bm25", "models": {}, "profile_control": control}
             with PredictionLog(path, key=key) as log:
-                for r in rows:
-                    if r["task"] == task_name and r["model"] == stage and r["control"] == control:
+                for r in mine:
+                    if r["model"] == stage and r["control"] == control:
                         trace = {**r["trace"], "stages": [*r["trace"]["stages"], "reflect"],
                                  "raw_outputs": [*r["trace"]["raw_outputs"], r["raw"]]}
                         log.append({"id": r["id"], "gold": golds[r["id"]], "raw": r["raw"], "filter": "rpo",
                                     "seconds": 0.0, "trace": trace})
         score_run(run_dir, task)
+        print(f"{task_name} {part}: rpo@{args.label}-sft, rpo@{args.label}-rl (+ #other-user, #none) -> {run_dir}")
+    for task_name in dict.fromkeys(r["task"] for r in rows):
         _write_jsonl(gen_dir / f"{task_name}_rl_log.jsonl",
                      [r for r in logs if r["task"] == task_name and r["stage"] == "rl"])
-        print(f"{task_name}: rpo@{args.label}-sft, rpo@{args.label}-rl (+ #other-user, #none) -> {run_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -320,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="../shared/data/reallamp")
     p.add_argument("--retriever", default="bm25")
     p.add_argument("--k", type=int, default=4, help="history items in the reflection prompt, as `eval --k`")
+    p.add_argument("--part", default="dev", choices=PARTS,
+                   help="val: prompts of the validation users, for a run trained with train_part: fit")
     p.add_argument("--out", default=".carry/gpu")
     r = sub.add_parser("run")
     r.add_argument("--carry", default=".carry/gpu")
@@ -337,7 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("score")
     s.add_argument("--gen", required=True)
     s.add_argument("--data", default="../shared/data/reallamp")
-    s.add_argument("--runs", default="runs/reallamp")
+    s.add_argument("--runs", default="runs/reallamp", help="where the dev rows go")
+    s.add_argument("--val-runs", default="runs/reallamp-val", help="where the validation rows go")
     s.add_argument("--label", default="gpu", help="rows are named rpo@LABEL-sft and rpo@LABEL-rl")
     args = parser.parse_args(argv)
     if getattr(args, "tasks", None):
