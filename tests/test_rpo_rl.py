@@ -18,7 +18,7 @@ from personalign.rpo.rl import ReflectionRLTrainer, RLPrompt, train_rl
 from personalign.training.advantages import (group_baseline, informative_groups, reinforce_pp_baseline, token_returns,
                                              whiten)
 from personalign.training.checkpoint import check_resume
-from personalign.training.rl import clipped_step, completion_mask, epoch_order, policy_loss
+from personalign.training.rl import checkpoint_due, clipped_step, completion_mask, epoch_order, policy_loss
 from personalign.tasks import get_task
 from personalign.tasks.metrics import rouge_scores
 
@@ -157,10 +157,15 @@ def test_epoch_order_is_seeded_and_cut_to_prompts_per_epoch():
 
 
 @pytest.mark.parametrize("rl", [RLConfig(kl_mode="k3"), RLConfig(samples_per_prompt=1), RLConfig(k_min=5, k_max=3),
-                                RLConfig(micro_batch=0), RLConfig(format_penalty=-0.5, epochs=1)])
+                                RLConfig(micro_batch=0), RLConfig(format_penalty=-0.5, epochs=1), RLConfig(save_every=-1)])
 def test_train_rl_rejects_bad_config_before_loading_a_model(rl, tmp_path):
     with pytest.raises(ConfigError):
         train_rl(RPOConfig(task="LaMP_3", rl=rl), [RLPrompt("x", "y", [], "3")], "/nonexistent", tmp_path)
+
+
+def test_checkpoints_come_every_save_every_steps_and_at_the_end_and_never_with_zero():
+    assert [checkpoint_due(step, step == 7, 3) for step in range(1, 8)] == [False, False, True, False, False, True, True]
+    assert not any(checkpoint_due(step, step == 7, 0) for step in range(1, 8))
 
 
 # ---------------------------------------------------------------- rewards

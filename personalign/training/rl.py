@@ -64,7 +64,7 @@ class RLConfig:
     prompts_per_epoch: int | None = 16
     max_prompt_tokens: int = 1024
     micro_batch: int = 8                   # sequences per forward pass; the loss is summed over them
-    save_every: int = 10
+    save_every: int = 10                   # steps between resumable checkpoints (and one at the end); 0: none
     report_to: list[str] = field(default_factory=list)  # accelerate trackers: "tensorboard", "wandb", ...
     seed: int = 0
 
@@ -73,7 +73,9 @@ class RLConfig:
             raise ConfigError(f"rl.kl_mode must be 'reward' or 'loss', got '{self.kl_mode}'")
         if self.samples_per_prompt < 2:
             raise ConfigError("rl.samples_per_prompt must be >= 2 (the baseline is the group mean)")
-        for name in ("prompts_per_step", "updates_per_batch", "save_every", "epochs", "micro_batch", "max_new_tokens"):
+        if self.save_every < 0:
+            raise ConfigError(f"rl.save_every must be >= 0 (0: no checkpoints), got {self.save_every}")
+        for name in ("prompts_per_step", "updates_per_batch", "epochs", "micro_batch", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"rl.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -138,6 +140,11 @@ def policy_loss(new_logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.
     if kl_beta:
         per_token = per_token + kl_beta * 0.5 * (new_logp - ref_logp) ** 2
     return (per_token * mask).sum() / n_tokens
+
+
+def checkpoint_due(step: int, finished: bool, save_every: int) -> bool:
+    """A resumable checkpoint every ``save_every`` steps and at the end; none at all when ``save_every`` is 0."""
+    return bool(save_every) and (step % save_every == 0 or finished)
 
 
 def clipped_step(accelerator: Any, model: Any, optimizer: Any, max_norm: float = 1.0) -> bool:
@@ -311,7 +318,7 @@ class RLTrainer(Generic[P]):
             state.position += len(batch)
             if state.position >= len(order):
                 state.epoch, state.position = state.epoch + 1, 0
-            if state.step % cfg.save_every == 0 or state.epoch > cfg.epochs:
+            if checkpoint_due(state.step, state.epoch > cfg.epochs, cfg.save_every):
                 save_checkpoint(self.accelerator, self.out_dir, self.fingerprint_now)
         seconds, done = time.perf_counter() - start, state.step - first_step
         if self.accelerator.is_main_process:
