@@ -65,6 +65,8 @@ def _until_reflection(plan):
 
 def prompts(args: argparse.Namespace) -> None:
     """Copy each task's trajectories and write its ``--part`` reflection prompts under every profile control."""
+    from tqdm import tqdm
+
     from personalign.engine import Engine
     from personalign.eval.runner import EvalConfig, EvalRunner, control_profile
     from personalign.methods.base import MethodConfig
@@ -82,10 +84,12 @@ def prompts(args: argparse.Namespace) -> None:
         for control in CONTROLS:
             plans = (_until_reflection(method.plan(ex, control_profile(ex, runner.pool, control, runner.config.seed)))
                      for ex in runner.examples)
-            for index, answer, _ in Engine(method.backends()).run(plans):
-                trace = answer.trace
-                rows.append({"id": runner.examples[index].id, "control": control, "messages": trace.prompts[0],
-                             "trace": {"stages": trace.stages, "raw_outputs": trace.raw_outputs}})
+            with tqdm(total=len(runner.examples), desc=f"{task} {args.part} {control}", unit="ex", file=sys.stderr) as bar:
+                for index, answer, _ in Engine(method.backends()).run(plans):
+                    trace = answer.trace
+                    rows.append({"id": runner.examples[index].id, "control": control, "messages": trace.prompts[0],
+                                 "trace": {"stages": trace.stages, "raw_outputs": trace.raw_outputs}})
+                    bar.update(1)
         runner.backend().close()
         _write_jsonl(out / f"{args.part}_prompts.jsonl", rows)
         print(f"{task}: {len(rows)} {args.part} prompts ({', '.join(CONTROLS)}) -> {out}", flush=True)
