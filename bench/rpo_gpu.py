@@ -111,41 +111,44 @@ def _generate(model_dir: Path, messages: list, max_tokens: int, batch_size: int)
 
 
 def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: Path) -> dict:
-    """SFT tokens/s: raw TRL ``SFTTrainer`` (its defaults) and ours on the same trajectories at ``batches[0]``,
-    then ours alone at each larger batch size."""
+    """SFT tokens/s on the same trajectories at ``batches[0]``: raw TRL ``SFTTrainer`` with its defaults, the
+    same with activation checkpointing off (TRL turns it on; ours is off), and ours; then ours alone at each
+    larger batch size."""
     import torch
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
     from personalign.rpo.model_io import load_trainable
-    from personalign.rpo.sft import ReflectionSFTTrainer, StepClock, sft_records
+    from personalign.rpo.sft import ReflectionSFTTrainer, StepClock, checkpointing_field, sft_records
 
     batch = batches[0]
     rows = pooled[: batch * steps]
-    model, tokenizer = load_trainable(config.sft.model)
     cuda = torch.cuda.is_available()
-    args = TRLSFTConfig(output_dir=str(work / "sft-bench-trl"), per_device_train_batch_size=batch, max_steps=steps,
-                        max_length=config.sft.max_length, bf16=cuda, use_cpu=not cuda, logging_steps=1,
-                        report_to=[], save_strategy="no", disable_tqdm=True)
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_list(sft_records(rows, tokenizer, config.sft.max_length)))
-    clock = StepClock(lambda: int(trainer._total_train_tokens))
-    trainer.add_callback(clock)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    raw = {"steps": len(clock.marks), "seconds": round(seconds, 2), "tokens": int(trainer._total_train_tokens),
-           "tokens_per_second": round(trainer._total_train_tokens / seconds, 1),
-           "tokens_per_second_steady": clock.steady_tokens_per_second()}
-    del trainer, model
+    raw = {}
+    for name, extra in (("trl", {}), ("trl_no_checkpointing", {checkpointing_field(TRLSFTConfig): False})):
+        model, tokenizer = load_trainable(config.sft.model)
+        args = TRLSFTConfig(output_dir=str(work / f"sft-bench-{name}"), per_device_train_batch_size=batch,
+                            max_steps=steps, max_length=config.sft.max_length, bf16=cuda, use_cpu=not cuda,
+                            logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True, **extra)
+        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                             train_dataset=Dataset.from_list(sft_records(rows, tokenizer, config.sft.max_length)))
+        clock = StepClock(lambda: int(trainer._total_train_tokens))
+        trainer.add_callback(clock)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        raw[name] = {"steps": len(clock.marks), "seconds": round(seconds, 2), "tokens": int(trainer._total_train_tokens),
+                     "tokens_per_second": round(trainer._total_train_tokens / seconds, 1),
+                     "tokens_per_second_steady": clock.steady_tokens_per_second()}
+        del trainer, model
     keys = ("steps", "examples", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
     ours = {}
     for size in batches:
         trainer = ReflectionSFTTrainer(replace(config.sft, batch_size=size, epochs=1.0, max_examples=None),
                                        pooled[: size * steps], work / f"sft-bench-ours-{size}")
         ours[size] = {k: v for k, v in trainer.train(resume=False).items() if k in keys}
-    return {"batch": batch, "examples": len(rows), "trl": raw, "ours": ours}
+    return {"batch": batch, "examples": len(rows), **raw, "ours": ours}
 
 
 def trl_grpo_step_time(config, prompts_file: Path, init: Path, steps: int, work: Path) -> dict:

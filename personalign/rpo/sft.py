@@ -70,13 +70,18 @@ class StepClock(TrainerCallback):
         return round((n1 - n0) / (t1 - t0), 1)
 
 
+def checkpointing_field(args_class: Any) -> str:
+    """The training-arguments field that turns activation checkpointing on or off, under either name."""
+    names = {f.name for f in fields(args_class)}  # newer transformers call gradient_checkpointing this
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 def _sft_args(sft: SFTConfig, checkpoints: Path, n_examples: int) -> Any:
     from trl import SFTConfig as TRLSFTConfig
 
     cuda = torch.cuda.is_available()
     total_steps = math.ceil(math.ceil(n_examples / sft.batch_size) / sft.gradient_accumulation_steps * sft.epochs)
-    names = {f.name for f in fields(TRLSFTConfig)}  # newer transformers call gradient_checkpointing this
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    checkpointing = checkpointing_field(TRLSFTConfig)
     return TRLSFTConfig(
         **{checkpointing: False},  # small models: speed over memory
         output_dir=str(checkpoints),
