@@ -250,23 +250,22 @@ def run(args: argparse.Namespace) -> None:
     summary: dict = {"config": args.config, "tasks": {}, "skipped": []}
     logs: list[dict] = []
     gens: list[dict] = []
-    tasks_start = time.perf_counter()
     for task in args.tasks:
         if time.perf_counter() - start > args.budget:
             summary["skipped"].append(task)
             continue
         config = load_config(args.config, {"task": task, "out": str(work)})
         _guarded(summary, summary["tasks"], task, out, lambda: train_task(config, carry, out, args, logs, gens))
-    tasks_seconds = time.perf_counter() - tasks_start
-    trl_task = args.trl_task if "error" not in summary["tasks"].get(args.trl_task, {"error": 1}) else None
+    tasks_seconds = time.perf_counter() - start
+    trained = [t for t, result in summary["tasks"].items() if "error" not in result]
+    trl_task = args.trl_task if args.trl_task in trained else None
     if trl_task and args.trl_steps and time.perf_counter() - start < args.budget:  # the comparisons come last
         config = load_config(args.config, {"task": trl_task, "out": str(work)})
         _guarded(summary, summary, "trl_grpo", out, lambda: {"task": trl_task, **trl_grpo_step_time(
             config, carry / trl_task / "rl_prompts.jsonl", stage_dir(config, "sft") / "model", args.trl_steps, work)})
-    if args.sft_bench_steps and time.perf_counter() - start < args.budget:
-        trained = [t for t, result in summary["tasks"].items() if "error" not in result]
+    if args.sft_bench_steps and trained and time.perf_counter() - start < args.budget:
         pooled = [r for t in trained for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
-        config = load_config(args.config, {"task": (trained or args.tasks)[0], "out": str(work)})
+        config = load_config(args.config, {"task": trained[0], "out": str(work)})
         _guarded(summary, summary, "sft_bench", out,
                  lambda: sft_bench(config, pooled, args.sft_bench_batch, args.sft_bench_steps, work / "bench"))
     summary["seconds"] = {"all": round(time.perf_counter() - start, 1), "tasks": round(tasks_seconds, 1)}
