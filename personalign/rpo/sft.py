@@ -121,6 +121,8 @@ class ReflectionSFTTrainer:
             raise ConfigError(f"sft.warmup_ratio must be in [0, 1), got {sft.warmup_ratio}")
         if sft.batch_size < 1 or sft.gradient_accumulation_steps < 1 or sft.epochs <= 0:
             raise ConfigError("sft.batch_size, sft.gradient_accumulation_steps and sft.epochs must be positive")
+        if sft.checkpoints < 0:
+            raise ConfigError(f"sft.checkpoints must be 0 (none) or more, got {sft.checkpoints}")
         self.sft, self.trajectories, self.out_dir = sft, trajectories, Path(out_dir)
         self._trainer: Any = None
 
