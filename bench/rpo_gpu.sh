@@ -54,10 +54,11 @@ run)
   wait || true
   wall=$(( $(date +%s) - t0 ))
   for task in $tasks; do grep -a -E "^\[gpu\]|^\[rl\] step 10 |Error" "/root/results/$task.log" | cut -c1-300 | tail -n 3; done
+  tar -C /root/results -czf "$OUT/results.tgz" .   # the tasks' results, in case the comparisons outrun the call
   # then the comparisons with raw TRL, with the GPU to themselves; no measurement starts later than COMPARE_S
   # seconds (about the longest one) before the call's LIMIT (seconds)
   python3 bench/rpo_gpu.py compare --results /root/results --tasks-wall "$wall" --config "$config" --carry .carry/gpu \
-    --budget $(( ${LIMIT:-560} - ($(date +%s) - start) - ${COMPARE_S:-45} )) ${COMPARE_OPTS:-} 2>&1 \
+    --budget $(( ${LIMIT:-550} - ($(date +%s) - start) - ${COMPARE_S:-45} )) ${COMPARE_OPTS:-} 2>&1 \
     | tee /root/results/compare.log | grep -v -E "it/s\]|s/it\]|examples/s\]" || true
   tar -C /root/results -czf "$OUT/results.tgz" .   # one file back ($OUT returns at most 8)
   ;;
