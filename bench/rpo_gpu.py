@@ -9,14 +9,16 @@ The GPU machine has no llama.cpp and no copy of the data, so the job is split in
           other-user and none profile controls: the RPO method's own base answer, retrieval and prompt,
           from running its plan up to the reflection request; base answers come from the LLM cache that
           `personalign eval` fills)
-  device: python3 bench/rpo_gpu.py run --carry .carry/gpu --out $OUT [--config configs/rpo/gpu-fit.yaml]
-          (per task SFT, RL and greedy reflections from both models for every carried part, then TRL's
-          GRPOTrainer for a step-time comparison and SFT throughput against raw TRL; gen.jsonl, logs.jsonl,
-          summary.json)
-  here:   .venv/bin/python bench/rpo_gpu.py score --gen DIR
+  device: python3 bench/rpo_gpu.py run --tasks T --carry .carry/gpu --out DIR/T [--config configs/rpo/gpu-fit.yaml]
+          (one process per task, all at once: SFT, RL and greedy reflections from both models for every
+          carried part; gen.jsonl, logs.jsonl, summary.json), then
+          python3 bench/rpo_gpu.py compare --results DIR (one table; SFT throughput against raw TRL and,
+          with --trl-steps, TRL's GRPOTrainer step time, with the GPU to themselves)
+  here:   .venv/bin/python bench/rpo_gpu.py score --gen DIR/T
           (writes the generations as prediction logs rpo@gpu-sft, rpo@gpu-rl, rpo@gpu-rl#other-user and
           rpo@gpu-rl#none of each part, so that `personalign report` gives intervals, fallback rates and
           paired tests)
+  `shrink` makes a small copy of the carried inputs for a CPU rehearsal (docs/rpo.md, "On a lent GPU").
 
 To choose on validation and report dev once, train on the fit users (configs/rpo/gpu-fit.yaml, trajectories
 from configs/rpo/cpu-fit-prior.yaml) and carry both parts: the same models are scored on val and on dev.
@@ -344,20 +346,19 @@ def compare(args: argparse.Namespace) -> None:
         summary["tasks"].update(part["tasks"])
         summary["skipped"] += part.get("skipped", [])
     trained = [t for t, result in summary["tasks"].items() if "error" not in result]
-    out = results
     if args.trl_task in trained and args.trl_steps and time.perf_counter() - start < args.budget:
         config = load_config(args.config, {"task": args.trl_task, "out": str(work)})
-        _guarded(summary, summary, "trl_grpo", out, lambda: {"task": args.trl_task, **trl_grpo_step_time(
+        _guarded(summary, summary, "trl_grpo", results, lambda: {"task": args.trl_task, **trl_grpo_step_time(
             config, carry / args.trl_task / "rl_prompts.jsonl", stage_dir(config, "sft") / "model", args.trl_steps, work)})
     if args.sft_bench_steps and time.perf_counter() - start < args.budget:
         tasks = [p.name for p in carry.iterdir() if (p / "trajectories.jsonl").is_file()]
         pooled = [r for t in sorted(tasks) for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
         config = load_config(args.config, {"task": sorted(tasks)[0], "out": str(work)})
-        _guarded(summary, summary, "sft_bench", out,
+        _guarded(summary, summary, "sft_bench", results,
                  lambda: sft_bench(config, pooled, args.sft_bench_batch, args.sft_bench_steps, work / "bench",
-                                   start + args.budget, out / "sft_profile.txt"))
+                                   start + args.budget, results / "sft_profile.txt"))
     summary["seconds"]["compare"] = round(time.perf_counter() - start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (results / "summary.json").write_text(json.dumps(summary, indent=2))
     print_table(summary)
 
 
