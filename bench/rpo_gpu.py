@@ -44,6 +44,7 @@ TASKS = "LaMP_6,LaMP_2,LaMP_7,LaMP_3,LaMP_5"
 CARRIED = ("trajectories.jsonl", "rl_prompts.jsonl", "manifest.json")
 CONTROLS = ("own", "other-user", "none")
 PARTS = ("dev", "val")
+K = 4  # history items in a reflection prompt (`prompts --k`); prompts written before they carried k used it
 GEN_ROWS = (("sft", "own"), ("rl", "own"), ("rl", "other-user"), ("rl", "none"))  # (model, profile control)
 
 
@@ -175,6 +176,10 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
         return ReflectionSFTTrainer(replace(config.sft, batch_size=size, epochs=1.0, max_examples=None),
                                     _cycled(pooled, size * n_steps), work / f"sft-bench-ours-{size}")
 
+    def ours_throughput(size: int) -> None:
+        _measured(results, f"ours_{size}", deadline,
+                  lambda: {k: v for k, v in ours(size, steps).train(resume=False).items() if k in keys})
+
     def profiled() -> dict:
         from torch.profiler import ProfilerActivity, profile
 
@@ -208,16 +213,14 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
                 "tokens_per_second_steady": clock.steady_tokens_per_second()}
 
     for size in batches[:2]:
-        _measured(results, f"ours_{size}", deadline,
-                  lambda: {k: v for k, v in ours(size, steps).train(resume=False).items() if k in keys})
+        ours_throughput(size)
     if profile_to:
         _measured(results, f"ours_{batch}_profile", deadline, profiled)
     _measured(results, f"trl_no_checkpointing_{batch}", deadline,
               lambda: raw_trl("trl_no_checkpointing", {checkpointing_field(TRLSFTConfig): False}))
     _measured(results, f"trl_{batch}", deadline, lambda: raw_trl("trl", {}))
     for size in batches[2:]:  # the largest, which may not fit, last
-        _measured(results, f"ours_{size}", deadline,
-                  lambda: {k: v for k, v in ours(size, steps).train(resume=False).items() if k in keys})
+        ours_throughput(size)
     return results
 
 
@@ -296,7 +299,7 @@ def train_task(config, carry: Path, out: Path, args: argparse.Namespace, logs: l
         texts = _generate(stage_dir(config, stage) / "model", [r["messages"] for _, r in mine], args.max_tokens,
                           args.gen_batch)
         mine_all += [{"task": task, "part": part, "model": stage, "control": r["control"], "id": r["id"],
-                      "k": r.get("k", 4), "trace": r["trace"], "raw": text} for (part, r), text in zip(mine, texts)]
+                      "k": r.get("k", K), "trace": r["trace"], "raw": text} for (part, r), text in zip(mine, texts)]
     gens += mine_all  # only a task whose generations all finished
     _write_jsonl(out / "gen.jsonl", gens)
     _write_jsonl(out / "logs.jsonl", logs)
@@ -408,7 +411,7 @@ def score(args: argparse.Namespace) -> None:
                 continue
             key = {"task": task_name, "split": "user", "part": part, "data_sha256": data_sha, "train_sha256": None,
                    "limit": None, "seed": 0, "method": f"rpo@{args.label}-{stage}",
-                   "method_config": asdict(MethodConfig(k=generated[0].get("k", 4))),  # prompts carry their k
+                   "method_config": asdict(MethodConfig(k=generated[0].get("k", K))),  # prompts carry their k
                    "method_options": {"reflection": f"{summary['config']} {stage} model, trained and run on a GPU "
                                                     f"(bench/rpo_gpu.py, {gen_dir.name})"},
                    "retriever": "bm25", "models": {}, "profile_control": control}
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", default="runs/rpo-prior", help="the CPU RPO run whose trajectories are reused")
     p.add_argument("--data", default="../shared/data/reallamp")
     p.add_argument("--retriever", default="bm25")
-    p.add_argument("--k", type=int, default=4, help="history items in the reflection prompt, as `eval --k`")
+    p.add_argument("--k", type=int, default=K, help="history items in the reflection prompt, as `eval --k`")
     p.add_argument("--part", default="dev", choices=PARTS,
                    help="val: prompts of the validation users, for a run trained with train_part: fit")
     p.add_argument("--out", default=".carry/gpu")

@@ -53,7 +53,7 @@ run)
   done
   wait || true
   wall=$(( $(date +%s) - t0 ))
-  for task in $tasks; do grep -a -E "^\[gpu\]|^\[rl\] step 10 |Error" "/root/results/$task.log" | cut -c1-300 | tail -n 3; done
+  for task in $tasks; do grep -a -E "^\[gpu\]|^\[rl\] step 10 |Error" "/root/results/$task.log" | cut -c1-300 | tail -n 3 || true; done  # a stopped task may match nothing
   tar -C /root/results -czf "$OUT/results.tgz" .   # the tasks' results, in case the comparisons outrun the call
   # then the comparisons with raw TRL, with the GPU to themselves; no measurement starts later than COMPARE_S
   # seconds (about the longest one) before the call's LIMIT (seconds)
