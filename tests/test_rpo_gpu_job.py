@@ -48,3 +48,17 @@ def test_compare_merges_task_runs_and_marks_a_stopped_task(tmp_path, capsys):
     assert summary["seconds"]["tasks_wall"] == 300
     table = capsys.readouterr().out
     assert "| LaMP_3 | 40 | 9.3 | 15267.0 | 10 | 3.5 | 2.3 | 51.4 | 26.5 | 77.9 |" in table
+
+
+def test_sft_bench_variants_are_checked_and_measured_in_order(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        rpo_gpu.main(["compare", "--results", str(tmp_path), "--sft-bench-variants", "liger,turbo"])
+    assert "unknown turbo" in capsys.readouterr().err
+    measured = []
+    monkeypatch.setattr(rpo_gpu, "_measured", lambda results, name, deadline, work: measured.append(name))
+    rpo_gpu.sft_bench(None, [], [64, 128, 256], 2, tmp_path, deadline=0.0, variants=["liger", "compile"])
+    assert measured == ["ours_64", "ours_liger_64", "ours_liger_128", "ours_liger_256", "ours_compile_64",
+                        "ours_compile_128", "ours_compile_256", "ours_128", "trl_no_checkpointing_64", "trl_64",
+                        "ours_256"]

@@ -173,6 +173,9 @@ def test_sft_checkpoints_and_length_grouping_reach_the_trainer_arguments(tmp_pat
     assert default.save_strategy == "steps" and default.train_sampling_strategy == "random"
     short = _sft_args(replace(sft, checkpoints=0, group_by_length=True), tmp_path, 64)
     assert short.save_strategy == "no" and short.train_sampling_strategy == "group_by_length"
+    assert not default.use_liger_kernel and not default.torch_compile and default.pad_to_multiple_of is None
+    fast = _sft_args(replace(sft, liger_kernel=True, torch_compile=True, pad_to_multiple_of=128), tmp_path, 64)
+    assert fast.use_liger_kernel and fast.torch_compile and fast.pad_to_multiple_of == 128
 
 
 def test_step_clock_leaves_the_first_step_out_of_steady_throughput():

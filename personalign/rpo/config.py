@@ -55,6 +55,9 @@ class SFTConfig:
     lora_alpha: int = 32
     checkpoints: int = 4                   # resumable checkpoints per run (0: none, for short GPU runs)
     group_by_length: bool = False          # batches of similar length: less padding (GPU throughput)
+    liger_kernel: bool = False             # Liger's fused RMSNorm, SwiGLU and RoPE kernels (CUDA + triton)
+    torch_compile: bool = False            # torch.compile the model (GPU throughput; compiles on the first steps)
+    pad_to_multiple_of: int | None = None  # fewer distinct batch shapes, for torch_compile
     report_to: list[str] = field(default_factory=list)  # transformers trackers: "tensorboard", "wandb", ...
     seed: int = 0
 

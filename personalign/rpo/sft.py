@@ -104,6 +104,9 @@ def _sft_args(sft: SFTConfig, checkpoints: Path, n_examples: int) -> Any:
         save_steps=max(1, math.ceil(total_steps / max(1, sft.checkpoints))),  # only the latest is kept
         save_total_limit=1,
         train_sampling_strategy="group_by_length" if sft.group_by_length else "random",
+        use_liger_kernel=sft.liger_kernel,
+        torch_compile=sft.torch_compile,
+        pad_to_multiple_of=sft.pad_to_multiple_of,
         disable_tqdm=False,  # long CPU runs show progress
     )
 
