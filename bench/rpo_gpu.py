@@ -179,13 +179,15 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
     batch, cuda, results = batches[0], torch.cuda.is_available(), {}
     keys = ("steps", "examples", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
 
+    def name(size: int, variant: str) -> str:
+        return "_".join(filter(None, ("ours", variant, str(size))))
+
     def ours(size: int, n_steps: int, variant: str = "") -> ReflectionSFTTrainer:
         sft = replace(config.sft, batch_size=size, epochs=1.0, max_examples=None, **SFT_VARIANTS.get(variant, {}))
-        name = "_".join(filter(None, ("ours", variant, str(size))))
-        return ReflectionSFTTrainer(sft, _cycled(pooled, size * n_steps), work / f"sft-bench-{name}")
+        return ReflectionSFTTrainer(sft, _cycled(pooled, size * n_steps), work / f"sft-bench-{name(size, variant)}")
 
     def ours_throughput(size: int, variant: str = "") -> None:
-        _measured(results, "_".join(filter(None, ("ours", variant, str(size)))), deadline,
+        _measured(results, name(size, variant), deadline,
                   lambda: {k: v for k, v in ours(size, steps, variant).train(resume=False).items() if k in keys})
 
     def profiled() -> dict:

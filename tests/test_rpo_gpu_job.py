@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 _spec = importlib.util.spec_from_file_location("rpo_gpu", Path(__file__).parents[1] / "bench" / "rpo_gpu.py")
 rpo_gpu = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rpo_gpu)
@@ -51,8 +53,6 @@ def test_compare_merges_task_runs_and_marks_a_stopped_task(tmp_path, capsys):
 
 
 def test_sft_bench_variants_are_checked_and_measured_in_order(tmp_path, monkeypatch, capsys):
-    import pytest
-
     with pytest.raises(SystemExit):
         rpo_gpu.main(["compare", "--results", str(tmp_path), "--sft-bench-variants", "liger,turbo"])
     assert "unknown turbo" in capsys.readouterr().err
