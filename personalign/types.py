@@ -82,6 +82,9 @@ class GenParams:
     seed: int = 0
     stop: tuple[str, ...] = ()
     json_schema: str | None = None  # constrain the output to this JSON schema where the backend can
+    # more OpenAI request fields for this call, as sorted JSON (``tools``, ``tool_choice``, ``response_format``,
+    # ``logprobs``, ``top_logprobs``): only the backends whose ``LLM.openai_fields`` name them get them
+    openai: str | None = None
 
 
 @dataclass
@@ -92,3 +95,6 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    finish_reason: str = "stop"             # "length" when it hit max_tokens, "tool_calls" for tool calls
+    tool_calls: list[dict[str, Any]] | None = None  # the OpenAI tool calls the model answered with, if any
+    logprobs: dict[str, Any] | None = None  # the OpenAI choice ``logprobs`` object, when asked for

@@ -30,10 +30,12 @@ class FakeHashLLM(LLM):
 
 class FakeEchoLLM(LLM):
     """Fake for service orchestration tests: answers ``echo: <the last message>``, so a test can see what
-    the method put in the prompt; ``fail`` makes every call raise BackendError (a dead upstream)."""
+    the method put in the prompt (``conversations``: every call's whole message list, roles included); ``fail``
+    makes every call raise BackendError (a dead upstream)."""
 
     def __init__(self, fail: bool = False):
         self.name, self.fail, self.prompts, self.params = "fake-echo", fail, [], []
+        self.conversations: list[Messages] = []
 
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
         from personalign.errors import BackendError
@@ -41,6 +43,7 @@ class FakeEchoLLM(LLM):
         if self.fail:
             raise BackendError("fake upstream is down")
         self.prompts.append(messages[-1]["content"])
+        self.conversations.append([dict(m) for m in messages])
         self.params.append(params)
         return Completion(text="echo: " + messages[-1]["content"], prompt_tokens=len(messages[-1]["content"].split()),
                           completion_tokens=3)

@@ -80,6 +80,16 @@ def serve_process(config: Path, url: str) -> subprocess.Popen:
         time.sleep(0.2)
 
 
+def serve_workers(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen, str, str]:
+    """``personalign serve --workers N`` as a subprocess, its base an unreachable fake (no model needed):
+    the process, the tenant key and the service's base URL (poll ``/healthz`` until it answers)."""
+    config, key, url = serve_config(tmp_path, "base_llm: openai:fake\nbase_llm_options: {base_url: "
+                                    "'http://127.0.0.1:9/v1', max_retries: 0}\n")
+    proc = subprocess.Popen(CLI + ["serve", "--config", str(config), "--workers", str(workers), "--log-level",
+                                   "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, key, url
+
+
 def stop(*procs: subprocess.Popen) -> None:
     for proc in procs:
         proc.terminate()

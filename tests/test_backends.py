@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from scripted_base import Responder, scripted_bases
 
 from personalign.backends import get_llm, shorten_messages
 from personalign.backends._cached import CachedLLM
@@ -100,9 +98,6 @@ def test_cache_batch_stores_each_chunk_as_it_comes(tmp_path):
 
 # ---------------------------------------------------------------- OpenAI-compatible client
 
-Responder = Callable[[int, dict], tuple[int, dict, Any]]
-
-
 def reply(text: str, usage: bool = True) -> dict:
     body: dict[str, Any] = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
     if usage:
@@ -113,50 +108,8 @@ def reply(text: str, usage: bool = True) -> dict:
 @pytest.fixture
 def serve() -> Iterator[Callable[[Responder], tuple[str, dict]]]:
     """Start real HTTP servers on 127.0.0.1; ``respond(n, body)`` gives (status, headers, JSON) for request n."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(respond: Responder) -> tuple[str, dict]:
-        state: dict[str, Any] = {"requests": [], "in_flight": 0, "max_in_flight": 0}
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    state["requests"].append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    n = len(state["requests"])
-                    state["in_flight"] += 1
-                    state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
-                try:
-                    status, headers, payload = respond(n, body) if self.path == "/v1/chat/completions" \
-                        else (404, {}, {"error": "no such path"})
-                finally:
-                    with lock:
-                        state["in_flight"] -= 1
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    for key, value in {**headers, "Content-Type": "application/json",
-                                       "Content-Length": str(len(data))}.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the client gave up (timeout test)
-                    pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads, server.block_on_close = True, False
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/v1", state
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with scripted_bases() as start:
+        yield start
 
 
 def test_openai_success_sends_key_and_body_from_env(serve, monkeypatch):

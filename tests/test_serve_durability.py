@@ -65,6 +65,7 @@ def test_two_service_processes_share_one_postgres_store(tmp_path):
 def test_a_store_of_the_previous_schema_upgrades_without_losing_data(tmp_path):
     from alembic import command
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     from personalign.serve.db import MIGRATIONS, make_engine
 
@@ -87,7 +88,8 @@ def test_a_store_of_the_previous_schema_upgrades_without_losing_data(tmp_path):
     store.add_items("acme", "alice", [{"text": "new"}])
     assert store.queue()["queued"] == 1  # the new table works
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0003"
+        head = ScriptDirectory.from_config(config).get_current_head()
+        assert connection.exec_driver_sql("select version_num from alembic_version").scalar_one() == head
 
 
 @pytest.mark.model

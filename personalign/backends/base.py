@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from concurrent.futures import Future
 
 from personalign.types import Completion, GenParams, Messages
@@ -18,6 +19,10 @@ class LLM(ABC):
     name: str = "llm"
     parallelism: int = 1  # requests it can work on at once (the engine keeps 8x this many in flight)
     asynchronous: bool = False  # submit_batch returns before the answers are in
+    # OpenAI request fields (``GenParams.openai``) this backend gives its model; the service refuses the others
+    openai_fields: frozenset[str] = frozenset()
+    # message content part types it takes (None: any, passed on as sent); text parts are joined for the rest
+    content_types: frozenset[str] | None = frozenset({"text"})
 
     @abstractmethod
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
@@ -30,6 +35,17 @@ class LLM(ABC):
     def chat_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Completion]:
         """Answer several conversations; the default runs them one after another."""
         return [self.chat(messages, params) for messages in batch]
+
+    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[str | Completion]:
+        """Answer one conversation incrementally: text pieces as they are generated, then the Completion.
+
+        The default (backends that cannot stream: transformers, fakes) generates the whole answer and
+        yields it as one piece; llama.cpp and HTTP backends yield tokens as they come.
+        """
+        completion = self.chat(messages, params)
+        if completion.text:
+            yield completion.text
+        yield completion
 
     def submit_batch(self, batch: list[Messages], params: GenParams | None = None) -> list[Future]:
         """Start answering several conversations; one future each, in input order.

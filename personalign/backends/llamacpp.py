@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import threading
@@ -100,6 +101,12 @@ class LlamaCppLLM(LLM):
         self.path, self.n_ctx, self.verbose = path, self.llm.n_ctx(), verbose
         self.name = f"llamacpp:{model_file_id(path)}"
         self._lock = threading.Lock()
+        self.openai_fields = frozenset({"response_format"})  # JSON and JSON-schema answers: a llama.cpp grammar
+
+    def close(self) -> None:
+        """Free the model now, while llama_cpp's module is whole (at interpreter exit ``Llama.__del__`` finds it
+        torn down and prints a traceback)."""
+        self.llm.close()
 
     def identity(self) -> dict:
         return {"name": self.name, "n_ctx": self.n_ctx}
@@ -117,31 +124,70 @@ class LlamaCppLLM(LLM):
         return content + PER_MESSAGE_OVERHEAD * len(messages) + TEMPLATE_OVERHEAD
 
     def _generate(self, messages: Messages, params: GenParams) -> Completion:
-        max_tokens = max(1, min(params.max_tokens, self.n_ctx // 2))
+        *_, completion = self._run(messages, params, stream=False)
+        return completion
+
+    def stream(self, messages: Messages, params: GenParams | None = None) -> Iterator[str | Completion]:
+        """Tokens as llama.cpp generates them (``create_chat_completion(stream=True)``), then the Completion."""
+        return self._run(messages, params or GenParams(), stream=True)
+
+    def _options(self, params: GenParams) -> dict:
+        """create_chat_completion's arguments for ``params``: sampling, stop and a JSON grammar if asked."""
         response_format = ({"type": "json_object", "schema": json.loads(params.json_schema)}  # a grammar
                            if params.json_schema else None)
+        asked = json.loads(params.openai or "{}").get("response_format")
+        if asked and asked.get("type") in ("json_object", "json_schema"):  # the client's: a JSON (schema) grammar
+            schema = (asked.get("json_schema") or {}).get("schema")
+            response_format = {"type": "json_object", **({"schema": schema} if schema else {})}
+        return dict(temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+                    stop=list(params.stop) or None, response_format=response_format)
+
+    def _run(self, messages: Messages, params: GenParams, stream: bool) -> Iterator[str | Completion]:
+        """Generate (streamed or not), shortening the prompt when it does not fit; yields pieces, then the Completion."""
+        max_tokens = max(1, min(params.max_tokens, self.n_ctx // 2))
+        messages = [{**m, "content": text_content(m.get("content"))} for m in messages]
         margin = 0
         for _ in range(4):
             budget = self.n_ctx - max_tokens - margin
             fitted = shorten_messages(messages, self._prompt_tokens, budget)
-            try:
-                with self._lock:
+            with self._lock:  # held while a stream is read: one generation at a time
+                try:
                     # Evaluate every prompt from an empty KV cache: reusing a cached prefix evaluates the
                     # rest in other batch shapes, which moves logits enough to flip greedy tokens on some
                     # CPUs, so answers would depend on which request came before.
                     self.llm.reset()
-                    reply = self.llm.create_chat_completion(
-                        messages=fitted, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
-                        max_tokens=max_tokens, stop=list(params.stop) or None, response_format=response_format)
-            except ValueError as exc:  # the estimate was too low: shorten more and retry
-                if "context window" not in str(exc) and "exceed" not in str(exc):
-                    raise BackendError(f"llama.cpp failed on {self.path.name}: {exc}") from None
-                margin = 2 * margin + 256
-                continue
-            usage = reply.get("usage") or {}
-            text = reply["choices"][0]["message"].get("content") or ""
-            return Completion(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+                    reply = self.llm.create_chat_completion(messages=fitted, max_tokens=max_tokens, stream=stream,
+                                                            **self._options(params))
+                    first = next(reply) if stream else None  # a prompt too long fails here
+                except ValueError as exc:  # the estimate was too low: shorten more and retry
+                    if "context window" not in str(exc) and "exceed" not in str(exc):
+                        raise BackendError(f"llama.cpp failed on {self.path.name}: {exc}") from None
+                    margin = 2 * margin + 256
+                    continue
+                if not stream:
+                    usage, choice = reply.get("usage") or {}, reply["choices"][0]
+                    yield Completion(choice["message"].get("content") or "", int(usage.get("prompt_tokens", 0)),
+                                     int(usage.get("completion_tokens", 0)), finish_reason=choice.get("finish_reason") or "stop")
+                    return
+                text, finish, prompt_tokens = "", "stop", self.llm.n_tokens  # the prompt, evaluated for the first token
+                for chunk in itertools.chain([first], reply):
+                    choice = chunk["choices"][0]
+                    finish = choice.get("finish_reason") or finish
+                    piece = choice.get("delta", {}).get("content")
+                    if piece:
+                        text += piece
+                        yield piece
+                completion_tokens = self.count_tokens(text)
+                yield Completion(text, prompt_tokens, completion_tokens, finish_reason=finish)
+                return
         raise BackendError(f"prompt does not fit the {self.n_ctx}-token context of {self.path.name}")
+
+
+def text_content(content: object) -> str:
+    """A message's content as the chat template takes it: a string (text parts joined; the service refuses others)."""
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content if isinstance(content, str) else ""
 
 
 PLUGIN = LlamaCppLLM

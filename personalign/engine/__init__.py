@@ -13,7 +13,7 @@ is answered independently. ``personalign eval``, RPO trajectory generation and t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,7 @@ class _InFlight:
     pending: list[Request] = field(default_factory=list)
     futures: list[Future] = field(default_factory=list)
     seconds: float = 0.0
+    requests: int = 0
 
 
 def submit_requests(requests: list[Request], backends: dict[str, Any]) -> list[Future]:
@@ -84,11 +85,52 @@ def run_plan(plan: Any, backends: dict[str, Any],
     return result
 
 
+def stream_plan(plan: Any, backends: dict[str, Any], final_stage: str | None,
+                final: Callable[[Request], Request] = lambda request: request,
+                stream: bool = True) -> Generator[str, None, tuple[Answer, Completion | None]]:
+    """Run one plan to its answer, streaming its final request: ``answer, final = yield from stream_plan(...)``
+    (``final``: the final request's completion, None if the plan had none).
+
+    The final request is a batch of one request of stage ``final_stage`` (a method's ``final_stage``); it
+    goes out as ``final(request)`` (the service adds the client's output options) through the backend's
+    ``stream``, whose text pieces this yields as they come (``stream=False``: answered at once, nothing
+    yielded). Every other batch is answered as ``run_plan`` does. A plan that asks for more after its final
+    request is a method error (its streamed text would not be its answer).
+    """
+    job, completion = _InFlight(0, plan), None
+    result = _advance(job, None)
+    while result is None:
+        if final_stage is None or len(job.pending) != 1 or job.pending[0].stage != final_stage:
+            result = _advance(job, answer_requests(job.pending, backends))
+            continue
+        request = final(job.pending[0])
+        llm = backends.get(request.llm)
+        if llm is None:
+            raise ConfigError(f"a request names backend '{request.llm}', which this method does not have")
+        if not stream:
+            completion = llm.chat(request.messages, request.params)
+        else:
+            completion = None
+            for piece in llm.stream(request.messages, request.params):
+                if isinstance(piece, Completion):
+                    completion = piece
+                else:
+                    yield piece
+            if completion is None:
+                raise BackendError(f"backend '{request.llm}' ended a stream without its completion")
+        result = _advance(job, [completion])
+        if result is None:
+            raise TypeError(f"a method plan asked for more requests after its final stage '{final_stage}'")
+    return result, completion
+
+
 class Engine:
     """Runs plans with up to ``window`` in flight; yields ``(index, answer, seconds)`` in input order.
 
     ``seconds`` is the example's share of the wall time: each step's time is split evenly over the
-    plans in flight, so the shares of a run add up to its wall time.
+    plans in flight, so the shares of a run add up to its wall time. ``progress`` (optional, e.g. a
+    ``personalign.engine.progress.RequestProgress``) hears of every plan started, every batch of requests
+    submitted and collected, and every plan finished, as it happens (not in input order).
     """
 
     def __init__(self, backends: dict[str, Any], window: int | None = None):
@@ -97,7 +139,7 @@ class Engine:
             raise ConfigError(f"engine window must be at least 1, got {window}")
         self.backends, self.window = backends, window
 
-    def run(self, plans: Iterable[Any]) -> Iterator[tuple[int, Answer, float]]:
+    def run(self, plans: Iterable[Any], progress: Any = None) -> Iterator[tuple[int, Answer, float]]:
         source = iter(enumerate(plans))
         active: list[_InFlight] = []
         done: dict[int, tuple[Answer, float]] = {}
@@ -111,18 +153,25 @@ class Engine:
                     exhausted = True
                     break
                 job = _InFlight(index, plan)
+                if progress is not None:
+                    progress.started()
                 answer = _advance(job, None)
                 if answer is None:
                     active.append(job)
                     moved.append(job)
                 else:
                     done[index] = (answer, 0.0)
+                    if progress is not None:
+                        progress.finished(0)
             if moved:  # everything the moved plans asked for, batched together
                 futures = submit_requests([r for job in moved for r in job.pending], self.backends)
                 offset = 0
                 for job in moved:
                     job.futures = futures[offset:offset + len(job.pending)]
                     offset += len(job.pending)
+                    job.requests += len(job.pending)
+                if progress is not None:
+                    progress.submitted(len(futures))
                 moved = []
             if active:
                 ready = [job for job in active if all(f.done() for f in job.futures)]
@@ -134,12 +183,17 @@ class Engine:
                 for job in active:
                     job.seconds += share
                 for job in ready:
-                    answer = _advance(job, [f.result() for f in job.futures])
+                    completions = [f.result() for f in job.futures]
+                    if progress is not None:
+                        progress.completed(completions)
+                    answer = _advance(job, completions)
                     if answer is None:
                         moved.append(job)
                     else:
                         active.remove(job)
                         done[job.index] = (answer, job.seconds)
+                        if progress is not None:
+                            progress.finished(job.requests)
             while next_out in done:
                 answer, seconds = done.pop(next_out)
                 yield next_out, answer, seconds

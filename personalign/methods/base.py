@@ -70,6 +70,9 @@ class Method(ABC):
     # history items it reads) and ``derive(profile, previous, trace)``, a plan that returns the data as
     # text (``previous``: the last version, for an incremental update); the service builds it ahead.
     derived_key: str | None = None
+    # The stage of the request whose completion is the answer (the service streams it and gives it the
+    # client's output options); None: no single final request (the answer is chosen among several).
+    final_stage: str | None = "answer"
 
     def __init__(
         self,

@@ -55,6 +55,8 @@ class RPO(Method):
         self.demos = load_demos(demos, num_demos) if demos else []
         self.reflection_max_tokens = reflection_max_tokens
 
+    final_stage = "reflect"  # the reflection's <personalized> segment is the answer
+
     def backends(self):
         return {"base": self.llm, "reflection": self.reflection_llm}
 

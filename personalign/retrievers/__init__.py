@@ -7,6 +7,7 @@ from typing import Any
 
 from personalign import registry
 from personalign.errors import ConfigError
+from personalign.retrievers._util import rank_by_scores
 from personalign.retrievers.base import Retriever
 
 
@@ -20,4 +21,4 @@ def get_retriever(spec: str, seed: int = 0, cache_dir: str | Path | None = None,
         raise ConfigError(f"retriever '{name}': bad option ({exc})") from exc
 
 
-__all__ = ["Retriever", "get_retriever"]
+__all__ = ["Retriever", "get_retriever", "rank_by_scores"]

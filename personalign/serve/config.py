@@ -29,11 +29,13 @@ class ServeConfig(BaseModel):
     k: int = Field(4, ge=1)
     context_messages: int = Field(6, ge=0)     # earlier messages of a conversation passed with its last user message
     served_model: str = "personalign"         # the model name /v1/models lists
+    workers: int = Field(1, ge=1)             # service processes on one store (uvicorn workers)
     threads: int = Field(64, ge=1)             # requests handled at once (HTTP base models: set their concurrency too)
     max_request_bytes: int = Field(1_000_000, ge=1_000)
     max_history_items: int = Field(10_000, ge=1)
     max_item_chars: int = Field(20_000, ge=1)
     fallback_to_base: bool = True             # personalization failed: answer with the base answer (counted)
+    vacuum_after_delete: bool = False         # after each delete, Store.vacuum(): PostgreSQL VACUUM FULL (docs/serve.md)
 
     def store(self) -> str:
         return self.store_url or f"sqlite:///{Path(self.data_dir).resolve() / 'personalign.db'}"

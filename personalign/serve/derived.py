@@ -27,11 +27,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from personalign.retrievers.base import Retriever
+from personalign.retrievers import Retriever, rank_by_scores
 from personalign.retrievers.bm25 import BM25Retriever
-from personalign.retrievers._util import rank_by_scores
 from personalign.retrievers.dense import DenseRetriever
 from personalign.engine import answer_requests, run_plan
+from personalign.serve.logs import error_summary
 from personalign.serve.store import Store
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Answer, Trace
@@ -140,8 +140,9 @@ class DerivedWorker:
             builder(self.store, job)
             self.store.finish_job(job["id"])
         except Exception as exc:  # logged on the job; retried up to 3 times
-            print(f"personalign serve: derived job {job['id']} failed: {exc}", file=sys.stderr)
-            self.store.finish_job(job["id"], error=f"{type(exc).__name__}: {exc}")
+            # the type only: a message may quote the user's items
+            print(f"personalign serve: derived job {job['id']} failed: {error_summary(exc)}", file=sys.stderr)
+            self.store.finish_job(job["id"], error=error_summary(exc))
         return job
 
     def _loop(self) -> None:

@@ -5,35 +5,54 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from personalign.serve.db import (AnswerRecord, ApiKey, HistoryItem, ItemEmbedding, Job, Tenant, UserSummary,
-                                  make_engine, migrate, now)
+from personalign.serve.db import (AnswerRecord, ApiKey, Base, HistoryItem, ItemEmbedding, Job, Tenant, UserSummary,
+                                  checkpoint, make_engine, migrate, now, unsynced_commit)
+from personalign.serve.terms import owner_key
+from personalign.serve.validation import storable
 
 LEASE_SECONDS = 300  # a running job not finished within this is taken over (its process died)
 KEEP_VERSIONS = 2    # summary versions kept per user: the newest, and the one a request may still be reading
+LOG = logging.getLogger("personalign.serve")
+
+
+@dataclass(frozen=True)
+class Vacuumed:
+    """What ``Store.vacuum`` did: true when deleted rows are out of the store's files; otherwise ``problem`` says
+    which step fell short and what to do about it."""
+
+    done: bool
+    problem: str = ""
+
+    def __bool__(self) -> bool:
+        return self.done
 
 
 class StoreError(Exception):
     """A request the store refuses: ``status`` is the HTTP status, ``code`` the OpenAI-style error code."""
 
-    def __init__(self, message: str, status: int = 400, code: str = "invalid_request"):
+    def __init__(self, message: str, status: int = 400, code: str = "invalid_request", param: str | None = None):
         super().__init__(message)
-        self.status, self.code = status, code
+        self.status, self.code, self.param = status, code, param
 
 
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _item(row: HistoryItem) -> dict[str, Any]:
+def item_record(row: HistoryItem) -> dict[str, Any]:
+    """An item as the API answers it (a ``HistoryItem`` or a row with its id, text and time)."""
     return {"id": row.item_id, "text": row.text, "created_at": row.created_at.isoformat()}
 
 
@@ -47,12 +66,15 @@ def _answer(row: AnswerRecord) -> dict[str, Any]:
 class Store:
     """The history store behind ``personalign serve``."""
 
-    def __init__(self, url: str, max_history_items: int = 10_000, derived: tuple[str, ...] = ()):
-        """``derived``: the kinds of derived data kept for every user ("embed"); a change enqueues their rebuild."""
+    def __init__(self, url: str, max_history_items: int = 10_000, derived: tuple[str, ...] = (),
+                 vacuum_after_delete: bool = False):
+        """``derived``: the kinds of derived data kept for every user ("embed"); a change enqueues their rebuild.
+        ``vacuum_after_delete``: run ``vacuum()`` after every delete (PostgreSQL: see docs/serve.md)."""
         self.engine = make_engine(url)
         migrate(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.max_history_items, self.derived = max_history_items, derived
+        self.vacuum_after_delete = vacuum_after_delete
 
     def ping(self) -> None:
         with self.sessions() as session:
@@ -79,21 +101,37 @@ class Store:
 
     def add_items(self, tenant: str, user: str, items: list[dict[str, str]]) -> list[str]:
         """Add items in one transaction, committed (and fsynced on SQLite) before returning their ids."""
-        with self.sessions.begin() as session:
-            count = self._count(session, tenant, user)
-            if count + len(items) > self.max_history_items:
-                raise StoreError(f"user {user!r} would have {count + len(items)} history items; the limit is "
-                                 f"{self.max_history_items}", 422, "history_limit_exceeded")
-            ids = [item.get("id") or uuid.uuid4().hex[:16] for item in items]
-            session.add_all(HistoryItem(tenant_id=tenant, user_id=user, item_id=i, text=item["text"])
-                            for i, item in zip(ids, items))
-            self._enqueue(session, tenant, user)  # in the same commit as the items
-            try:
-                session.flush()
-            except IntegrityError:
-                raise StoreError(f"user {user!r} already has an item with one of the ids {ids}", 409,
-                                 "duplicate_item") from None
+        ids = [item.get("id") or uuid.uuid4().hex[:16] for item in items]
+        repeated = next((i for n, i in enumerate(ids) if i in ids[:n]), None)
+        if repeated is not None:
+            raise StoreError(f"item id {repeated!r} appears twice in the request", 409, "duplicate_item", "items")
+        try:
+            with self.sessions.begin() as session:
+                self._lock_user(session, tenant, user)  # concurrent adds for one user count one after another
+                count = self._count(session, tenant, user)
+                if count + len(items) > self.max_history_items:
+                    raise StoreError(f"the user would have {count + len(items)} history items; the limit is "
+                                     f"{self.max_history_items}", 422, "history_limit_exceeded")
+                taken = session.scalars(select(HistoryItem.item_id).where(
+                    HistoryItem.tenant_id == tenant, HistoryItem.user_id == user, HistoryItem.item_id.in_(ids))).first()
+                if taken is not None:
+                    raise StoreError(f"the user already has an item with id {taken!r}", 409, "duplicate_item", "items")
+                session.add_all(HistoryItem(tenant_id=tenant, user_id=user, item_id=i, text=item["text"])
+                                for i, item in zip(ids, items))
+                self._enqueue(session, tenant, user)  # in the same commit as the items
+        except IntegrityError:  # a unique key the checks above did not see: never a 500, nothing of the text logged
+            raise StoreError("the user already has an item with one of these ids", 409, "duplicate_item",
+                             "items") from None
         return ids
+
+    def _lock_user(self, session: Session, tenant: str, user: str) -> None:
+        """Serialize writers of one user until the transaction ends: SQLite takes the database's write lock at
+        once (BEGIN IMMEDIATE); PostgreSQL takes a transaction-scoped advisory lock on the (tenant, user) pair."""
+        connection = session.connection()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite has not begun one: nothing was executed yet
+        elif connection.dialect.name == "postgresql":
+            connection.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": owner_key(tenant, user)})
 
     def _enqueue(self, session: Session, tenant: str, user: str) -> None:
         """Queue a rebuild of each derived kind for a user, unless one is already waiting (not yet claimed)."""
@@ -115,7 +153,7 @@ class Store:
                      .where(HistoryItem.tenant_id == tenant, HistoryItem.user_id == user).order_by(HistoryItem.pk))
             out = []
             for row, vector in session.execute(query):
-                item = _item(row)
+                item = item_record(row)
                 if embeddings:
                     item["embedded"] = vector is not None
                     if vector is not None:
@@ -133,6 +171,7 @@ class Store:
         """Erase one item, its embedding, every summary built from it and every answer that used either (the
         answers' count is returned); a rebuild of the derived data without it is queued. 404 when it does not exist."""
         with self.sessions.begin() as session:
+            self._lock_user(session, tenant, user)  # an answer or summary being stored from it waits, then sees it gone
             pk = session.scalars(select(HistoryItem.pk).where(
                 HistoryItem.tenant_id == tenant, HistoryItem.user_id == user, HistoryItem.item_id == item_id)).first()
             if pk is None:
@@ -149,11 +188,13 @@ class Store:
             if derived:
                 session.execute(delete(AnswerRecord).where(AnswerRecord.pk.in_(derived)))
             self._enqueue(session, tenant, user)
-            return len(derived)
+        self.purge()
+        return len(derived)
 
     def delete_user(self, tenant: str, user: str) -> dict[str, int]:
         """Erase one user of one tenant: their items and answers. Other users and tenants are untouched."""
         with self.sessions.begin() as session:
+            self._lock_user(session, tenant, user)
             items = session.execute(delete(HistoryItem).where(HistoryItem.tenant_id == tenant,
                                                               HistoryItem.user_id == user)).rowcount
             answers = session.execute(delete(AnswerRecord).where(AnswerRecord.tenant_id == tenant,
@@ -161,13 +202,76 @@ class Store:
             summaries = session.execute(delete(UserSummary).where(UserSummary.tenant_id == tenant,
                                                                   UserSummary.user_id == user)).rowcount
             session.execute(delete(Job).where(Job.tenant_id == tenant, Job.user_id == user))
+        self.purge()
         return {"items": items, "answers": answers, "summaries": summaries}
+
+    def purge(self) -> bool:
+        """Make committed deletes leave the files: on SQLite (``secure_delete`` zeroes the deleted rows in the
+        pages) copy the WAL into the database and truncate it to 0 bytes, so no page image holding a deleted row
+        remains; with ``vacuum_after_delete``, also ``vacuum()``. False (logged) when a reader kept the WAL
+        from being truncated; the next delete or ``personalign vacuum`` completes it."""
+        done = True
+        if self.engine.dialect.name == "sqlite":
+            done = checkpoint(self.engine)
+        if self.vacuum_after_delete:
+            vacuumed = self.vacuum()
+            if not vacuumed:
+                LOG.warning(vacuumed.problem)
+            done = vacuumed.done and done
+        return done
+
+    def vacuum(self) -> Vacuumed:
+        """Rewrite every table so that deleted rows leave the store's files. PostgreSQL: ``VACUUM FULL`` (each
+        table, its TOAST table and indexes are written anew and the old files removed; it locks each table while
+        it runs), then twice a WAL switch and a ``CHECKPOINT``, so the WAL segments written before are no longer
+        needed and the server removes or recycles them (docs/serve.md: what stays, and ``wal_recycle``). Not done
+        (``problem`` says why and what to do) when the role may not switch the WAL or checkpoint, or when the
+        server has ``wal_recycle = on`` (a recycled segment keeps its old bytes). SQLite: ``VACUUM`` and a
+        truncating WAL checkpoint (not done when a reader kept the WAL from being truncated)."""
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            if self.engine.dialect.name != "postgresql":
+                connection.exec_driver_sql("VACUUM")
+                if self.engine.dialect.name == "sqlite" and not checkpoint(self.engine):  # logged by checkpoint
+                    return Vacuumed(False, "VACUUM done, but a reader of the store kept the WAL file from being "
+                                    "checkpointed and truncated, so it may still hold deleted rows; run it again "
+                                    "when no long read is open")
+                return Vacuumed(True)
+            for table in Base.metadata.sorted_tables:
+                connection.exec_driver_sql(f'VACUUM FULL "{table.name}"')
+            try:
+                for _ in range(2):
+                    connection.exec_driver_sql("SELECT pg_switch_wal()")
+                    connection.exec_driver_sql("CHECKPOINT")
+            except DBAPIError as exc:  # neither superuser nor granted pg_checkpoint / pg_switch_wal
+                return Vacuumed(False, f"VACUUM FULL done, but the WAL switch or CHECKPOINT was refused "
+                                f"({type(exc.orig).__name__}): the WAL keeps deleted rows until the server's own "
+                                "checkpoints recycle it; run it as a superuser, or grant the store's role "
+                                "pg_checkpoint and EXECUTE on pg_switch_wal")
+            if connection.exec_driver_sql("SHOW wal_recycle").scalar() != "off":
+                return Vacuumed(False, "VACUUM FULL, WAL switch and CHECKPOINT done, but the server has "
+                                "wal_recycle = on: old WAL segments are renamed for reuse and keep deleted rows "
+                                "until overwritten; set wal_recycle = off (ALTER SYSTEM SET wal_recycle = off; "
+                                "SELECT pg_reload_conf()) and run it again (docs/serve.md, \"Deletion on disk, "
+                                "PostgreSQL\")")
+        return Vacuumed(True)
 
     # ---------------------------------------------------------------- answers
 
-    def add_answer(self, tenant: str, user: str, record: dict[str, Any]) -> None:
+    def add_answer(self, tenant: str, user: str, record: dict[str, Any]) -> bool:
+        """Store an answer's trace, unless an item it retrieved or the summary it used was deleted while it was
+        being made (the delete could not erase an answer not yet stored): False then, and nothing is stored."""
+        record = {k: storable(v) if isinstance(v, str) else v for k, v in record.items()}  # a model's NUL
+        used = set(record.get("retrieved_ids") or [])
         with self.sessions.begin() as session:
+            unsynced_commit(session)  # no fsync under the write lock per personalized request (docs/serve.md)
+            self._lock_user(session, tenant, user)
+            present = session.scalar(select(func.count()).select_from(HistoryItem).where(
+                HistoryItem.tenant_id == tenant, HistoryItem.user_id == user, HistoryItem.item_id.in_(used)))
+            summary = record.get("summary_version")
+            if present != len(used) or (summary is not None and session.get(UserSummary, summary) is None):
+                return False
             session.add(AnswerRecord(tenant_id=tenant, user_id=user, **record))
+        return True
 
     def answers(self, tenant: str, user: str, limit: int = 50) -> list[dict[str, Any]]:
         """A user's most recent personalized answers, newest first."""
@@ -233,12 +337,13 @@ class Store:
             rows = session.scalars(select(HistoryItem).where(HistoryItem.tenant_id == tenant,
                                                              HistoryItem.user_id == user)
                                    .order_by(HistoryItem.pk.desc()).limit(limit))
-            return [{**_item(row), "_pk": row.pk} for row in reversed(list(rows))]
+            return [{**item_record(row), "_pk": row.pk} for row in reversed(list(rows))]
 
     def put_summary(self, tenant: str, user: str, model_id: str, text: str, item_pks: list[int]) -> int | None:
         """Store a new summary version, built from ``item_pks``; its version, or None (and nothing stored) when
         one of those items was deleted meanwhile. Versions older than the newest ``KEEP_VERSIONS`` are dropped."""
         with self.sessions.begin() as session:
+            self._lock_user(session, tenant, user)  # a delete of one of the items runs wholly before or after
             present = session.scalars(select(func.count()).select_from(HistoryItem)
                                       .where(HistoryItem.pk.in_(item_pks))).one()
             if present != len(set(item_pks)):

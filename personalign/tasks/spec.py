@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import string
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
 TaskKind = Literal["classification", "rating", "generation"]
+FieldQuoting = Literal["none", "json"]
 
 
 def _truncate_words(value: Any, max_words: int | None) -> str:
@@ -30,7 +32,9 @@ class TaskSpec:
 
     Templates use ``str.format`` fields: ``input_template`` takes ``{input}``; ``item_template``
     and ``doc_template`` take the profile item's fields; ``context_template`` takes ``{items}``
-    (rendered items joined with ``item_separator``) and ``{input}``.
+    (rendered items joined with ``item_separator``) and ``{input}``. ``field_quoting: json`` writes each
+    item field as a JSON string (its quotes, backslashes and control characters escaped), so an item's own
+    text can never close its quoting; the LaMP tasks keep their published formats (``none``).
     """
 
     name: str
@@ -49,11 +53,23 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     item_separator: str = ", and "
     rating_range: tuple[float, float] = (1.0, 5.0)
+    field_quoting: FieldQuoting = "none"
+
+    def __post_init__(self) -> None:
+        if self.field_quoting not in ("none", "json"):
+            raise TypeError(f"field_quoting must be 'none' or 'json', not {self.field_quoting!r}")
 
     def render_item(self, item: dict[str, Any], max_words: int | None = None) -> str:
         """Render one profile item as a short sentence for a prompt."""
-        fields = {k: _truncate_words(v, max_words) for k, v in item.items()}
+        used = _fields(self.item_template)
+        fields = {k: self.quote(_truncate_words(v, max_words)) for k, v in item.items() if k in used}
         return self.item_template.format(**fields)
+
+    def quote(self, text: str) -> str:
+        """A field's text as the task's prompts write it: as is, or a JSON string (``field_quoting``)."""
+        if self.field_quoting == "none":
+            return text
+        return json.dumps(text, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
     def item_document(self, item: dict[str, Any]) -> str:
         """The text of a profile item that retrievers index."""
