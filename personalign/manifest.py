@@ -52,7 +52,8 @@ def write_manifest(path: str | Path, config: Any, data_hash: str | None, extra: 
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    from personalign.data.lamp_io import atomic_writer
+
+    with atomic_writer(path) as handle:  # a crash or a full disk never leaves half a manifest
+        handle.write(json.dumps(manifest, indent=2, ensure_ascii=False))
     return manifest

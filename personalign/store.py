@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from personalign.errors import ConfigError
+
+CACHE_DIR_ENV = "PERSONALIGN_CACHE_DIR"
+
+
+def default_cache_dir() -> str:
+    """Where the LLM, embedding and trained-scorer caches go when ``--cache-dir`` is not given:
+    ``$PERSONALIGN_CACHE_DIR``, else the user's cache folder (``platformdirs``; ~/.cache/personalign on Linux)."""
+    root = os.environ.get(CACHE_DIR_ENV)
+    return str(Path(root).expanduser()) if root else platformdirs.user_cache_dir("personalign")
 
 
 def stable_hash(value: Any) -> str:
@@ -36,6 +50,7 @@ class SqliteStore:
         self.path, self.table = Path(path), table
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._said_damaged = False
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
             with self._lock:
@@ -55,12 +70,32 @@ class SqliteStore:
 
     def put_bytes(self, key: str, value: bytes) -> None:
         with self._lock:
-            self._db.execute(f"INSERT OR REPLACE INTO {self.table} (key, value) VALUES (?, ?)", (key, value))
-            self._db.commit()
+            try:
+                self._db.execute(f"INSERT OR REPLACE INTO {self.table} (key, value) VALUES (?, ?)", (key, value))
+                self._db.commit()
+            except sqlite3.OperationalError as exc:  # SQLITE_FULL or SQLITE_IOERR: a full disk, named
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (10, 13):
+                    raise
+                raise OSError(errno.ENOSPC, f"cannot write the cache ({exc})", str(self.path)) from None
 
     def get_json(self, key: str) -> Any | None:
+        """The JSON value under ``key``; a damaged value (not UTF-8 JSON) is said once and read as absent,
+        so the caller recomputes it and overwrites it."""
         raw = self.get_bytes(key)
-        return None if raw is None else json.loads(raw.decode())
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            self.damaged()
+            return None
+
+    def damaged(self) -> None:
+        """Say once per store that a damaged entry was found (it is recomputed and overwritten)."""
+        if not self._said_damaged:
+            self._said_damaged = True
+            print(f"personalign: warning: {self.path}: a damaged entry in table {self.table} was ignored and is "
+                  "recomputed; if this repeats, delete the file (it is a cache: only speed is lost)", file=sys.stderr)
 
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value, ensure_ascii=False).encode())

@@ -1,7 +1,10 @@
+import atexit
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +14,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests never write into the user's real cache folder (the default of --cache-dir): a temporary one per session,
+# set before any command-line parser reads the default, inherited by the commands tests start, removed at exit.
+os.environ["PERSONALIGN_CACHE_DIR"] = tempfile.mkdtemp(prefix="personalign-test-cache-")
+atexit.register(shutil.rmtree, os.environ["PERSONALIGN_CACHE_DIR"], True)
 sys.path.insert(0, str(Path(__file__).parent))
 from netutil import free_port  # noqa: E402
 

@@ -42,7 +42,9 @@ def publish(site: Path, remote_dir: str, task: str) -> dict[str, bytes]:
     for name in FILES:
         part, kind = name.split("_")
         if kind == "questions":
-            item = {field: "4" for field in get_task(task).profile_fields}
+            spec = get_task(task)
+            item = {field: spec.labels[0] if field == spec.output_field and spec.labels else "4"
+                    for field in spec.profile_fields}  # a profile tag is one of the labels, as in LaMP
             value = [{"id": f"{part}1", "input": f"input: {part} ✓", "profile": [item]}]
         else:
             value = {"task": task, "golds": [{"id": f"{part}1", "output": get_task(task).labels[-1] if task == "LaMP_2" else "5"}]}

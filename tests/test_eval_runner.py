@@ -33,8 +33,8 @@ def config(data, out, cache):
                       cache_dir=str(cache), retriever="bm25")
 
 
-def read_outputs(run_dir, method):
-    return json.loads((run_dir / f"{method}_outputs.json").read_text())
+def read_outputs(run_dir, method, kind="lenient_predictions"):
+    return json.loads((run_dir / f"{method}_{kind}.json").read_text())
 
 
 def test_run_writes_official_outputs_metrics_and_manifest(tmp_path):
@@ -45,6 +45,7 @@ def test_run_writes_official_outputs_metrics_and_manifest(tmp_path):
     outputs = read_outputs(cfg.run_dir, "rag")
     assert outputs["task"] == "LaMP_3" and len(outputs["golds"]) == 12
     assert {g["output"] for g in outputs["golds"]} <= {"1", "3", "5"}
+    assert {g["output"] for g in read_outputs(cfg.run_dir, "rag", "lamp_outputs")["golds"]} <= {"1", "3 stars", "5"}
     manifest = json.loads((cfg.run_dir / "manifest.json").read_text())
     assert manifest["status"] == "done" and len(manifest["data_sha256"]) == 64
     assert manifest["config"]["method"]["k"] == 4

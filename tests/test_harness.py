@@ -138,12 +138,12 @@ def test_rescoring_after_a_parser_change_gives_new_metrics_with_zero_llm_calls(t
     import personalign.tasks.filters as filters
 
     monkeypatch.setattr(backends, "get_llm", lambda *a, **k: pytest.fail("rescore must not build an LLM"))
-    monkeypatch.setattr(filters, "parse_output", lambda task, raw: "1")  # a "parser fix"
+    monkeypatch.setattr(filters, "parse_output", lambda task, raw, source=None: "1")  # a "parser fix"
     (after_dir,) = rescore(tmp_path / "out")
     after = json.loads((after_dir / "metrics.json").read_text())["zero-shot"]
     assert after["lenient"]["mae"] != before["lenient"]["mae"]
     assert after["official"] == before["official"]  # official scoring never used the parser
-    golds = json.loads((after_dir / "zero-shot_outputs.json").read_text())["golds"]
+    golds = json.loads((after_dir / "zero-shot_lenient_predictions.json").read_text())["golds"]
     assert {g["output"] for g in golds} == {"1"}
 
 

@@ -36,13 +36,20 @@ class CachedLLM(LLM):
     def key(self, messages: Messages, params: GenParams) -> str:
         """Cache key of one call."""
         fields = asdict(params)
-        if fields.get("json_schema") is None:  # keys made before the field existed stay valid
-            fields.pop("json_schema", None)
+        for name in ("json_schema", "openai"):  # keys made before these fields existed stay valid
+            if fields.get(name) is None:
+                fields.pop(name, None)
         return stable_hash({"model": self.inner.identity(), "messages": messages, "params": fields})
 
     def _lookup(self, key: str) -> Completion | None:
         row = self.store.get_json(key)
-        return None if row is None else Completion(row["text"], row["prompt_tokens"], row["completion_tokens"], True)
+        if row is None:
+            return None
+        try:
+            return Completion(str(row["text"]), int(row["prompt_tokens"]), int(row["completion_tokens"]), True)
+        except (TypeError, KeyError, ValueError):  # valid JSON of another shape: damaged, asked again
+            self.store.damaged()
+            return None
 
     def identity(self) -> dict:
         return self.inner.identity()

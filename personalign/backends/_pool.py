@@ -8,8 +8,14 @@ keep the input order, and each request's completion does not depend on which wor
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -19,6 +25,32 @@ from personalign.errors import BackendError
 from personalign.types import Completion, GenParams, Messages
 
 _WORKER: LLM | None = None
+PR_SET_PDEATHSIG = 1
+WATCH_EVERY_S = 0.5
+
+
+def _die_with_parent(parent: int, from_main_thread: bool) -> None:
+    """Worker start: exit when the eval process is gone, however it went (SIGKILL, SIGTERM, the OOM killer).
+
+    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``; it watches the thread
+    that started the worker, so it is set only when that was the main thread); everywhere, a watchdog
+    thread exits when the parent pid changes. A worker that outlived its parent would hold the model's
+    memory and the terminal's pipes for ever (``eval | cat`` would never end).
+    """
+    if from_main_thread and sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="personalign-parent-watch").start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_EVERY_S)
+    os._exit(1)
 
 
 def _worker_llm(spec: str, options: dict[str, Any]) -> LLM:
@@ -27,6 +59,7 @@ def _worker_llm(spec: str, options: dict[str, Any]) -> LLM:
         from personalign.backends import get_llm
 
         _WORKER = get_llm(spec, **options)
+        atexit.register(_WORKER.close)  # free the model before the interpreter tears its modules down
     return _WORKER
 
 
@@ -47,8 +80,15 @@ class WorkerPoolLLM(LLM):
         self.options = dict(options or {})
         if spec.partition(":")[0] == "llamacpp" and not self.options.get("n_threads"):
             self.options["n_threads"] = max(1, (os.cpu_count() or 1) // workers)
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        self.name, self._identity, self._describe = self._submit("info").result()
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_die_with_parent,
+                                         initargs=(os.getpid(), threading.current_thread() is threading.main_thread()))
+        # one call per worker now, so every worker is started by this thread (what PR_SET_PDEATHSIG watches)
+        infos = [self._submit("info") for _ in range(workers)]
+        try:
+            self.name, self._identity, self._describe = [info.result() for info in infos][0]
+        except BrokenProcessPool:
+            raise self._died() from None
 
     def _submit(self, what: str, *args: Any):
         try:

@@ -7,12 +7,13 @@ import sys
 
 from personalign.cli import data, personalize, report, serve, train
 from personalign.cli import eval as eval_command
+from personalign.cli.common import Parser
 from personalign.cli.eval import _for_task  # noqa: F401  (used by tests and configs)
 from personalign.errors import PersonalignError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="personalign", description=__doc__)
+    parser = Parser(prog="personalign", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (eval_command, personalize, data, report, train, serve):
         module.register(sub)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from personalign.cli.common import (
+    SPLIT_HELP,
     add_model_options,
     csv_list,
     llm_options,
@@ -14,6 +16,7 @@ from personalign.config import read_yaml
 from personalign.errors import ConfigError
 from personalign.methods import base_name
 
+MIN_QUESTIONS_FOR_TESTS = 20  # below this, 95% intervals and paired tests mean nothing: print values only
 EVAL_FILE_KEYS = ("method", "method_options", "retriever", "llm", "llm_options", "limit", "seed", "concurrency",
                   "workers", "profile_control")
 
@@ -62,7 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 method_options[name] = {**method_options.get(name, {}), "reflection": args.reflection}
     backend_options = {**(file_config.get("llm_options") or {}), **llm_options(args.llm_options)}
     controls = csv_list(args.profile_control) if args.profile_control else csv_list(str(file_config.get("profile_control", "own")))
-    results_by_task, tasks = {}, {}
+    results_by_task, tasks, skipped = {}, {}, {}
     for task_name in csv_list(args.task):
         config = EvalConfig(
             data=args.data, task=task_name, methods=methods, split=args.split, part=args.part,
@@ -71,19 +74,57 @@ def cmd_eval(args: argparse.Namespace) -> int:
             llm_options=backend_options, method=settings, method_options=_for_task(method_options, task_name),
             profile_controls=controls, concurrency=_pick(args.concurrency, file_config, "concurrency", 8),
             workers=_pick(args.workers, file_config, "workers", 1))
-        results_by_task[task_name] = run_eval(config)
+        results_by_task[task_name] = run_eval(config, on_skip=lambda task, names, reason: skipped.update(
+            {name: [*skipped.get(name, []), task] for name in names}))
         tasks[task_name] = get_task(task_name)
+        if questions(results_by_task[task_name]) < MIN_QUESTIONS_FOR_TESTS:
+            print(f"{task_name}: predictions, metrics.json, results.md and manifest.json in {config.run_dir}")
+            continue
         print((config.run_dir / "results.md").read_text())
         print(f"predictions, metrics.json and manifest.json in {config.run_dir}\n")
-    if len(results_by_task) > 1:
+    if skipped:  # one line for every task, not one per task and control
+        on_tasks = ", ".join(dict.fromkeys(t for ts in skipped.values() for t in ts))
+        print(f"personalign: skipped {', '.join(skipped)} on {on_tasks}: "
+              f"they learn from a train split, and {args.data} has none for the {args.split} split", file=sys.stderr)
+    small = {t: r for t, r in results_by_task.items() if r and questions(r) < MIN_QUESTIONS_FOR_TESTS}
+    if small:
+        sizes = sorted({questions(r) for r in small.values()})
+        print(f"\nn = {' to '.join(map(str, sizes[::max(1, len(sizes) - 1)]))} questions per task: too few for "
+              "intervals or significance tests, so only the values are shown (lenient scoring); "
+              "docs/results.md has RealLaMP's numbers.\n")
+        print(values_table(small, tasks))
+    if len(results_by_task) > 1 and len(small) < len(results_by_task):
         print(cross_task_table(results_by_task, tasks, ("s/ex",)))
     return 0
+
+
+def questions(results: dict) -> int:
+    """The number of questions a task's run scored (its largest row)."""
+    return max((values.get("n", 0) for values in results.values()), default=0)
+
+
+def values_table(results_by_task: dict, tasks: dict, mode: str = "lenient") -> str:
+    """Methods as rows, each task's first metric as a column: values only, for runs too small for intervals."""
+    from personalign.eval.report import is_reference, markdown_table
+
+    columns = [f"{name} {tasks[name].metrics[0]}" for name in results_by_task]
+    labels = list(dict.fromkeys(m for results in results_by_task.values() for m in results))
+    bases = list(dict.fromkeys(label.split("#")[0] for label in labels))
+    rows = []  # references first, then the LLM methods; each method's profile controls right under it
+    for method in sorted(labels, key=lambda label: (not is_reference(label), bases.index(label.split("#")[0]),
+                                                    "#" in label)):
+        row = {"method": method}
+        for name, results in results_by_task.items():
+            value = results.get(method, {}).get(mode, {}).get(tasks[name].metrics[0])
+            row[f"{name} {tasks[name].metrics[0]}"] = "" if value is None else f"{value:.3f}"
+        rows.append(row)
+    return markdown_table(rows, ["method", *columns])
 
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate methods on a LaMP-format split")
     ev.add_argument("--data", required=True, help="folder with LaMP_N/<split>/<part>_questions.json")
     ev.add_argument("--task", required=True, help="task name(s), comma separated, e.g. LaMP_3 or LaMP_2,LaMP_3")
-    ev.add_argument("--split", default="user", choices=["user", "time"])
+    ev.add_argument("--split", default="user", choices=["user", "time"], help=SPLIT_HELP)
     ev.add_argument("--part", default="dev", choices=["train", "dev", "test", "fit", "val"],
                     help="dev (default), test, train; val and fit: a fixed 20%% / 80%% split of the train users")
     ev.add_argument("--methods", help="comma-separated method names (default zero-shot,rag; see `personalign list`)")

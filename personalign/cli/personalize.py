@@ -14,10 +14,11 @@ from personalign.cli.common import (
 )
 from personalign.methods import base_name
 
+BRIEF_ITEM_WORDS = 14  # --brief shows each retrieved history item cut to this many words per field
+
 
 def cmd_personalize(args: argparse.Namespace) -> int:
     from personalign.backends import get_llm
-    from personalign.data.lamp_io import check_profile
     from personalign.history import read_history
     from personalign.methods import build_method
     from personalign.retrievers import get_retriever
@@ -27,7 +28,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 
     profile = read_history(args.history)
     task = get_task(args.task) if args.task else infer_task(profile, args.query)
-    profile = check_profile(profile, args.history, task)
+    profile = read_history(args.history, task)  # checked with the task's field rules, bad items named by line
     cache = Path(args.cache_dir)
     method_cls = registry.load("methods", base_name(args.method))
     llm = get_llm(args.llm or "llamacpp", cache_path=cache / "llm.sqlite", **llm_options(args.llm_options)) \
@@ -53,6 +54,11 @@ def cmd_personalize(args: argparse.Namespace) -> int:
         reflection = parse_reflection(answer.raw)
         if "base_answer" in trace.extra:
             print(f"A_base:    {trace.extra['base_answer']}")
+        by_id = {str(item.get("id", "")): item for item in profile}
+        for position, item_id in enumerate(trace.retrieved_ids):  # the history the answer was personalized with
+            item = by_id.get(item_id)
+            shown = " ".join(task.render_item(item, BRIEF_ITEM_WORDS).split()) if item else item_id
+            print(f"{'retrieved:' if position == 0 else '':<11}{shown}")
         if reflection:
             print(f"thinking:  {reflection[0]}")
         print(f"answer:    {final.prediction}" + ("   (malformed reflection: fell back to A_base)" if final.fallback else ""))
@@ -81,11 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pz = sub.add_parser("personalize", help="answer one query for one user and print the trace")
     pz.add_argument("query", help="the task input, or raw text that the task's template wraps")
     pz.add_argument("--history", required=True, help="JSON list of profile items (or a LaMP question, or JSONL)")
-    pz.add_argument("--method", default="rag")
+    pz.add_argument("--method", default="rag", help="the method that answers (`personalign list` shows them; "
+                    "references need no LLM)")
     pz.add_argument("--task", help="task name; inferred from the history's fields when omitted")
     pz.add_argument("--json", action="store_true", help="print the answer and trace as JSON")
     pz.add_argument("--method-options", help="the method's own options as key=value,... (e.g. hydra: scorer=PATH; "
                     "rpm: max_items=8)")
-    pz.add_argument("--brief", action="store_true", help="print only the base answer, the thinking and the answer")
+    pz.add_argument("--brief", action="store_true",
+                    help="print only the base answer, the retrieved history items, the thinking and the answer")
     add_model_options(pz)
     pz.set_defaults(func=cmd_personalize)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from personalign.cli.common import (
+    SPLIT_HELP,
     csv_list,
 )
 from personalign.errors import ConfigError
@@ -23,16 +25,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     from personalign.eval.rescore import score_run
     from personalign.tasks import get_task
 
-    results, tasks, dirs = {}, {}, {}
+    from personalign.eval.checks import REPORT_EXTRAS
+
+    unknown = [name for name in csv_list(args.extra) if name not in REPORT_EXTRAS]
+    if unknown:
+        raise ConfigError(f"unknown --extra field(s) {', '.join(unknown)}; choose from: {', '.join(REPORT_EXTRAS)}")
+    results, tasks, dirs, problems, known = {}, {}, {}, [], set()
     for task_name in csv_list(args.task):
         run_dir = Path(args.runs) / task_name / f"{args.split}-{args.part}"
         if not (run_dir / "predictions").is_dir():
             raise ConfigError(f"no results for {task_name}: {run_dir}/predictions does not exist (run `personalign eval` first)")
         task = get_task(task_name)
-        found = score_run(run_dir, task)
+        found = score_run(run_dir, task, data=args.data, problems=problems)
+        known |= set(found) | {p.stem for p in (run_dir / "predictions").glob("*.jsonl")}
         wanted = csv_list(args.methods) or list(found)
         results[task_name] = {m: found[m] for m in wanted if m in found}
         tasks[task_name], dirs[task_name] = task, run_dir
+    missing = [m for m in csv_list(args.methods) if m not in known]
+    if missing:
+        raise ConfigError(f"no run of method(s) {', '.join(missing)} in {args.runs} for {args.task} "
+                          f"({args.split}-{args.part}); have: {', '.join(sorted(known)) or 'none'}")
     if args.compare:
         names = csv_list(args.compare)
         if len(names) != 2:
@@ -44,7 +56,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                              "diff [95% CI]": test.diff.text(4), "p (paired permutation)": round(test.p_value, 4),
                              "n": test.n, "verdict": f"{names[0]} {verdict(test)} {names[1]}"})
         print(markdown_table(rows, list(rows[0])))
-        return 0
+        return _said(problems)
     print(cross_task_table(results, tasks, tuple(csv_list(args.extra)), args.mode))
     verdicts = [{"task": t, **row} for t in tasks for row in verdict_rows(tasks[t], dirs[t], results[t], args.mode)]
     if verdicts:
@@ -56,20 +68,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(markdown_table(controls, list(controls[0])))
     if args.diagnostics:
         _print_diagnostics(args, tasks, dirs, results)
-    return 0
+    return _said(problems)
+
+
+def _said(problems: list[str]) -> int:
+    """Print each log that could not be scored as an error line; 2 when there was one, else 0."""
+    for problem in problems:
+        print(f"personalign: error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def _print_diagnostics(args: argparse.Namespace, tasks: dict, dirs: dict, results: dict) -> None:
     """Per-method output diagnostics (ratings, labels and text), from the logs and the run's data."""
-    import json
-
+    from personalign.eval.checks import manifest_data_dir
     from personalign.eval.diagnostics import diagnostics_rows
     from personalign.eval.report import markdown_table
     from personalign.eval.rescore import run_logs
 
     for task_name, task in tasks.items():
         manifest = dirs[task_name] / "manifest.json"
-        data = args.data or (json.loads(manifest.read_text())["config"]["data"] if manifest.is_file() else None)
+        data = args.data or manifest_data_dir(dirs[task_name])
         if data is None:
             raise ConfigError(f"{manifest} is missing: give --data for the diagnostics")
         logs = {label: rows for label, (_, rows) in run_logs(dirs[task_name]).items() if label in results[task_name]}
@@ -81,17 +99,18 @@ def _print_diagnostics(args: argparse.Namespace, tasks: dict, dirs: dict, result
 def cmd_rescore(args: argparse.Namespace) -> int:
     from personalign.eval.rescore import rescore
 
-    for run_dir in rescore(args.run_dir):
+    problems: list[str] = []
+    for run_dir in rescore(args.run_dir, args.data, problems):
         print(f"rescored {run_dir} (0 LLM calls): {run_dir / 'metrics.json'}, {run_dir / 'results.md'}")
         if args.print:
             print((run_dir / "results.md").read_text())
-    return 0
+    return _said(problems)
 
 def register(sub: argparse._SubParsersAction) -> None:
     rp = sub.add_parser("report", help="one table of methods x task metrics from finished eval runs")
     rp.add_argument("--runs", default="runs", help="the --out folder of earlier `personalign eval` runs")
     rp.add_argument("--task", required=True, help="comma-separated task names")
-    rp.add_argument("--split", default="user", choices=["user", "time"])
+    rp.add_argument("--split", default="user", choices=["user", "time"], help=SPLIT_HELP)
     rp.add_argument("--part", default="dev", choices=["train", "dev", "test", "fit", "val"],
                     help="dev (default), test, train; val and fit: a fixed 20%% / 80%% split of the train users")
     rp.add_argument("--extra", default="", help="extra columns per task, e.g. fallback_rate,s/ex")
@@ -102,10 +121,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--diagnostics", action="store_true",
                     help="ratings: predicted-rating counts and MAE per user leniency; labels: how often a method "
                          "leaves the user's majority label, and is then right")
-    rp.add_argument("--data", help="the data folder, for --diagnostics (default: the run's manifest)")
+    rp.add_argument("--data", help="the data folder, to score against and for --diagnostics (default: the run's "
+                                   "manifest)")
     rp.set_defaults(func=cmd_report)
 
     rs = sub.add_parser("rescore", help="re-parse and re-score finished runs from their raw logs (no LLM calls)")
     rs.add_argument("run_dir", help="an eval --out folder, or one task's run folder")
     rs.add_argument("--print", action="store_true", help="print each results.md")
+    rs.add_argument("--data", help="the data folder the golds are read from (default: each run's manifest)")
     rs.set_defaults(func=cmd_rescore)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from personalign import registry
+from personalign.cli.common import add_cache_dir
 from personalign.errors import ConfigError
 from personalign.rpo.export import OUT_TYPES
 
@@ -71,25 +72,33 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print("tasks:      " + ", ".join(available_tasks()))
     for kind in registry.KINDS:
-        print(f"{kind + ':':<11} " + ", ".join(registry.available(kind)))
+        names = registry.available(kind)
+        if kind == "methods":
+            uses_llm = {name: registry.load(kind, name).needs_llm for name in names}
+            print("methods:    " + ", ".join(n for n in names if uses_llm[n]) + "   (these call the LLM)")
+            print("references: " + ", ".join(n for n in names if not uses_llm[n])
+                  + "   (no LLM: baselines a method must beat; `--methods references` runs those that fit the task)")
+        else:
+            print(f"{kind + ':':<11} " + ", ".join(names))
     return 0
 
 def register(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("train", help="train a method's models (RPO: trajectories, then sft, then rl; "
                                       "POPI: rl for the summarizer, generator for the generator's SFT)")
-    tr.add_argument("method", choices=["rpo", "popi"])
-    tr.add_argument("stage", choices=["trajectories", "sft", "rl", "generator"])
+    tr.add_argument("method", choices=["rpo", "popi"], help="the method whose models to train")
+    tr.add_argument("stage", choices=["trajectories", "sft", "rl", "generator"],
+                    help="rpo: trajectories, sft, rl (in this order); popi: rl, generator")
     tr.add_argument("--config", help="YAML with every hyperparameter (see configs/rpo/, configs/popi/)")
     tr.add_argument("--data", help="LaMP-format data folder (overrides the config)")
     tr.add_argument("--task", help="task name (overrides the config)")
     tr.add_argument("--split", choices=["user", "time"], help="(overrides the config)")
     tr.add_argument("--out", help="output folder (overrides the config)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (overrides the config)")
-    tr.add_argument("--cache-dir", default=".cache/personalign")
+    add_cache_dir(tr)
     tr.set_defaults(func=cmd_train)
 
     pl = sub.add_parser("plot", help="training curves: RL reward and KL per step, or SFT loss, as a PNG")
-    pl.add_argument("kind", choices=["rl", "sft"])
+    pl.add_argument("kind", choices=["rl", "sft"], help="rl: reward and KL per step; sft: loss per step")
     pl.add_argument("logs", nargs="+", help="LABEL=path/to/rl_log.jsonl ... (rl), or one sft_log.jsonl (sft)")
     pl.add_argument("--out", required=True, help="PNG file to write")
     pl.set_defaults(func=cmd_plot)

@@ -62,6 +62,8 @@ def _parse_line(line: str, where: Where, task: TaskSpec, counts: dict[str, int])
         raw = json.loads(line)
     except ValueError as exc:
         raise where.error(None, f"invalid JSON: {exc}") from None
+    except RecursionError:  # the stdlib parser recurses per level: memory stays linear, the depth is refused
+        raise where.error(None, "invalid JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise where.error(None, "expected a JSON object")
     user_id = _get(raw, "user_id", where, "int")

@@ -7,10 +7,12 @@ Every problem with a file's content is raised as a one-line :class:`DataError`.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -18,7 +20,8 @@ from typing import IO, Any
 
 import ijson
 
-from personalign.errors import ConfigError, DataError
+from personalign.data.json_depth import DepthCheckedReader, NestingError
+from personalign.errors import ConfigError, DataError, naming
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Example
 
@@ -28,20 +31,6 @@ CARVED_PARTS = ("fit", "val")  # a seeded split of the train users: choose desig
 VAL_FRACTION = 0.2
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 20
-MAX_DEPTH = 32  # LaMP records nest 4 deep; anything far deeper is broken or hostile input
-
-
-def depth_limited(events: Iterable[tuple[str, str, Any]], limit: int = MAX_DEPTH) -> Iterator[tuple[str, str, Any]]:
-    """Pass ijson parse events through, refusing JSON nested deeper than ``limit`` (bounded memory)."""
-    depth = 0
-    for prefix, event, value in events:
-        if event in ("start_map", "start_array"):
-            depth += 1
-            if depth > limit:
-                raise ValueError(f"JSON nested deeper than {limit} levels")
-        elif event in ("end_map", "end_array"):
-            depth -= 1
-        yield prefix, event, value
 
 
 def one_line(text: object, limit: int = 160) -> str:
@@ -123,13 +112,15 @@ def _stream(path: Path, opener: bytes, what: str, parse: Callable[[IO[bytes]], I
     try:
         with open(path, "rb") as handle:
             _check_top(handle, path, opener, what)
-            for value in parse(handle):
+            for value in parse(DepthCheckedReader(handle)):  # type: ignore[arg-type]
                 yield value
                 reached += 1
     except FileNotFoundError:
         raise DataError(str(path), None, None, "file not found") from None
     except OSError as exc:
         raise DataError(str(path), None, None, f"cannot read file: {one_line(exc.strerror or exc)}") from None
+    except NestingError as exc:
+        raise DataError(str(path), None, None, str(exc)) from None
     except (ijson.JSONError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         detail = one_line(str(exc).replace("(right here) ------^", "")) or type(exc).__name__
         raise DataError(str(path), reached if counted else None, None, f"malformed JSON: {detail}") from None
@@ -140,7 +131,12 @@ def _profile_item(item: Any, where: Where, field: str, task: TaskSpec | None) ->
         raise where.error(field, f"expected a JSON object, got {_kind(item)}")
     out = dict(item)
     for name in task.profile_fields if task else ():
-        out[name] = as_text(require(item, name, where, f"{field}.{name}"), where, f"{field}.{name}", "any")
+        label = f"{field}.{name}"
+        answer = name == task.output_field and task.kind != "generation"  # a past rating or label: checked as one
+        out[name] = as_text(require(item, name, where, label), where, label,
+                            "any" if answer and task.kind == "rating" else "none")
+        if answer:
+            check_gold(task, out[name], where, label)
     if item.get("id") is not None:
         out["id"] = as_text(item["id"], where, f"{field}.id", "int", nonempty=True)
     if item.get("date") is not None:
@@ -148,10 +144,16 @@ def _profile_item(item: Any, where: Where, field: str, task: TaskSpec | None) ->
     return out
 
 
-def check_profile(items: list[Any], path: str | Path, task: TaskSpec | None) -> list[dict[str, Any]]:
-    """Validate a bare list of profile items (a user's history file) with the task's field rules."""
-    return [_profile_item(item, Where(path, _record(j, item.get("id") if isinstance(item, dict) else None)),
-                          "item", task) for j, item in enumerate(items)]
+def check_profile(items: list[Any], path: str | Path, task: TaskSpec | None,
+                  records: list[str] | None = None) -> list[dict[str, Any]]:
+    """Validate a bare list of profile items (a user's history file) with the task's field rules.
+
+    ``records`` names each item in errors (``line 3`` for JSON lines); by default its index and id.
+    """
+    def where(j: int, item: Any) -> Where:
+        return Where(path, records[j] if records else _record(j, item.get("id") if isinstance(item, dict) else None))
+
+    return [_profile_item(item, where(j, item), "item", task) for j, item in enumerate(items)]
 
 
 def _question(obj: Any, index: int, path: Path, task: TaskSpec | None, seen: dict[str, int]) -> Example:
@@ -177,7 +179,7 @@ def iter_questions(path: str | Path, task: TaskSpec | None = None) -> Iterator[E
     """Stream the questions of a LaMP questions file, validating each record (never loads it whole)."""
     path, seen = Path(path), {}
     records = _stream(path, b"[", "a JSON list",
-                      lambda handle: ijson.items(depth_limited(ijson.parse(handle, use_float=True)), "item"))
+                      lambda handle: ijson.items(handle, "item", use_float=True))
     for index, obj in enumerate(records):
         yield _question(obj, index, path, task, seen)
 
@@ -188,6 +190,8 @@ def read_questions(path: str | Path, task: TaskSpec | None = None) -> list[Examp
 
 def check_gold(task: TaskSpec, value: str, where: Where, field: str) -> None:
     """A gold must be one of a classification task's labels, or a number on a rating task's scale."""
+    if task.kind == "generation" and not value.strip():
+        raise where.error(field, "is empty; a generation task needs a reference text")
     if task.kind == "classification" and value.strip() not in task.labels:
         raise where.error(field, f"{one_line(value, 40)!r} is not a {task.name} label ({', '.join(task.labels)})")
     if task.kind == "rating":
@@ -204,7 +208,7 @@ def read_outputs(path: str | Path, task: TaskSpec | None = None) -> tuple[str, d
     """Read a LaMP outputs file: ``(task name, {question id: gold output})``; with ``task``, check the golds."""
     path = Path(path)
     top = dict(_stream(path, b"{", "a JSON object",
-                       lambda h: ijson.kvitems(depth_limited(ijson.parse(h, use_float=True)), ""), counted=False))
+                       lambda h: ijson.kvitems(h, "", use_float=True), counted=False))
     where = Where(path)
     task_name = as_text(require(top, "task", where), where, "task", nonempty=True)
     golds = require(top, "golds", where)
@@ -232,19 +236,44 @@ def read_outputs(path: str | Path, task: TaskSpec | None = None) -> tuple[str, d
 
 @contextmanager
 def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on success it replaces ``path``, on failure it is removed."""
+    """Open a temporary file next to ``path``; on success it replaces ``path``, on failure it is removed.
+
+    The temporary file is ``.<name>.<pid>.<random>.tmp``: one left by a killed process (kill -9 between
+    the first write and the rename) is removed by the next write of ``path``. A failed write (a full disk)
+    names ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
+    remove_stale_temp_files(path)
+    with naming(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+                yield handle
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Remove the temporary files of ``path`` whose writer process is gone (it was killed mid-write)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        writer = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if writer.isdigit() and int(writer) != os.getpid():
+            try:
+                os.kill(int(writer), 0)
+                continue  # still running: its file is in use
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        elif time.time() - tmp.stat().st_mtime < 3600:  # a writer that names no pid (older versions): wait an hour
+            continue
         with suppress(OSError):
-            os.unlink(tmp)
-        raise
+            tmp.unlink()
 
 
 def _write_list(handle: IO[str], values: Iterable[Any]) -> None:
@@ -270,10 +299,16 @@ def write_questions(path: str | Path, examples: Iterable[Example]) -> None:
         handle.write("\n")
 
 
-def write_outputs(path: str | Path, task_name: str, outputs: Iterable[tuple[str, str]]) -> None:
-    """Write a LaMP outputs file ``{"task", "golds"}`` from ``(id, output)`` pairs, atomically."""
+def write_outputs(path: str | Path, task_name: str, outputs: Iterable[tuple[str, str]], note: str | None = None) -> None:
+    """Write a LaMP outputs file ``{"task", "golds"}`` from ``(id, output)`` pairs, atomically.
+
+    ``note`` adds a ``"note"`` key, which LaMP's ``eval/evaluation.py`` ignores.
+    """
     with atomic_writer(path) as handle:
-        handle.write(f'{{"task": {json.dumps(task_name, ensure_ascii=False)}, "golds": ')
+        handle.write(f'{{"task": {json.dumps(task_name, ensure_ascii=False)}, ')
+        if note:
+            handle.write(f'"note": {json.dumps(note, ensure_ascii=False)}, ')
+        handle.write('"golds": ')
         _write_list(handle, ({"id": qid, "output": output} for qid, output in outputs))
         handle.write("}\n")
 

@@ -59,15 +59,20 @@ def best_reference(task: TaskSpec, results: dict[str, dict[str, Any]], mode: str
     return min(refs, key=lambda m: sign * results[m][mode][metric])
 
 
+_ACCOUNTING = ("unparsable_rate", "fallback_rate", "empty_rate", "prompt_tokens/ex", "s/ex")
+
+
 def mode_table(task: TaskSpec, results: dict[str, dict[str, Any]], mode: str) -> str:
     best = best_reference(task, results, mode)
     rows = []
     for label, values in results.items():
         name = f"{label} ★ best reference" if label == best else label
         row = {"method": name, **{m: with_interval(values.get(mode, {}), m) for m in task.metrics}}
-        row.update({k: values.get(k, "") for k in ("n", "fallback_rate", "empty_rate", "prompt_tokens/ex", "s/ex")})
+        row.update({k: values.get(k, "") for k in ("n", *_ACCOUNTING)})
+        if mode != "lenient":
+            row["unparsable_rate"] = ""  # LaMP's script parses nothing: a label or a number, or wrong
         rows.append(row)
-    return markdown_table(rows, ["method", *task.metrics, "n", "fallback_rate", "empty_rate", "prompt_tokens/ex", "s/ex"])
+    return markdown_table(rows, ["method", *task.metrics, "n", *_ACCOUNTING])
 
 
 def pair(task: TaskSpec, run_dir: Path, a: str, b: str, mode: str = "lenient",

@@ -13,20 +13,33 @@ from typing import Any
 
 from personalign.data.lamp_io import atomic_writer, write_outputs
 from personalign.errors import ConfigError
-from personalign.eval.predictions import read_log
+from personalign.eval.checks import DataGolds
+from personalign.eval.predictions import read_log_checked
 from personalign.eval.scoring import row_prediction, summarize
 from personalign.tasks import get_task
 from personalign.tasks.spec import TaskSpec
 
 
-def run_logs(run_dir: Path) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """``{row label: (run key, rows in log order)}`` for every keyed log of a run folder."""
+def run_logs(run_dir: Path, problems: list[str] | None = None) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """``{row label: (run key, rows in log order)}`` for every keyed log of a run folder.
+
+    With ``problems``, a log that cannot be scored (no run key, no readable row) is added to it, and damaged
+    lines are said on stderr; without it, such logs are left out quietly (the caller already said so).
+    """
     logs = {}
     paths = sorted((run_dir / "predictions").glob("*.jsonl"), key=lambda p: ("#" in p.stem, p.stem))  # own rows first
     for path in paths:
-        key, rows = read_log(path)
-        if key is None:
-            print(f"personalign: {path} has no run key; skipped", file=sys.stderr)
+        key, rows, damaged = read_log_checked(path)
+        redo = f"delete it and {path.with_suffix('.key.json').name}, and run `personalign eval` again to recompute it"
+        if problems is not None and damaged and rows:
+            more = f" (and {len(damaged) - 1} more damaged lines)" if len(damaged) > 1 else ""
+            print(f"personalign: warning: {path}: {damaged[0]}{more}; skipped: run the same `personalign eval` again "
+                  "to recompute it", file=sys.stderr)
+        if key is None or not rows:
+            if problems is not None:
+                problems.append(f"{path}: has no run key ({path.with_suffix('.key.json').name}); move it away or " + redo
+                                if key is None else
+                                f"{path}: holds no readable rows ({len(damaged)} damaged lines); " + redo)
             continue
         logs[path.stem] = (key, list(rows.values()))
     return logs
@@ -44,33 +57,81 @@ def find_run_dirs(root: str | Path) -> list[Path]:
     return found
 
 
-def score_run(run_dir: Path, task: TaskSpec | None = None, only: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Score every log of ``run_dir``; write metrics.json, results.md and official outputs files."""
+LIMIT_NOTE = ("made with --limit {limit}: it holds {n} of the split's questions, and LaMP's eval/evaluation.py, "
+              "which requires every gold id, cannot score it (personalign report scores it)")
+
+
+def write_prediction_files(run_dir: Path, label: str, task: TaskSpec, rows: list[dict[str, Any]],
+                           limit: int | None) -> None:
+    """Write ``<label>_lamp_outputs.json`` and ``<label>_lenient_predictions.json`` (LaMP outputs format).
+
+    The first holds what LaMP's scorer should receive: each row's answer as the ``official`` mode
+    scores it (the filter's structural extraction, unparsed), so LaMP's script on it reproduces the
+    official column. The second holds the lenient parser's predictions (the lenient column).
+    """
+    ids = [str(r["id"]) for r in rows]
+    note = LIMIT_NOTE.format(limit=limit, n=len(rows)) if limit is not None else None
+    lamp_path = run_dir / f"{label}_lamp_outputs.json"
+    write_outputs(lamp_path, task.name, zip(ids, (row_prediction(task, r, "official")[0] for r in rows)), note)
+    lenient_note = (f"Personalign's lenient parses (the lenient column), not what LaMP's scorer should receive: "
+                    f"that is {lamp_path.name}" + (f"; {note}" if note else ""))
+    write_outputs(run_dir / f"{label}_lenient_predictions.json", task.name,
+                  zip(ids, (row_prediction(task, r)[0] for r in rows)), lenient_note)
+    legacy = run_dir / f"{label}_outputs.json"  # before 2026-12-06 it held the lenient parses under this name
+    if legacy.exists():
+        legacy.unlink()
+        print(f"personalign: removed {legacy} (lenient parses under a misleading name); see {lamp_path.name}",
+              file=sys.stderr)
+    if note:
+        print(f"personalign: {lamp_path}: {note}", file=sys.stderr)
+
+
+def score_run(run_dir: Path, task: TaskSpec | None = None, only: list[str] | None = None,
+              data: str | Path | None = None, problems: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Score every log of ``run_dir`` against the golds of its data (``data``, else the run's manifest);
+    write metrics.json, results.md and each log's outputs files.
+
+    A log that cannot be scored (stale data, ids not in the data, no readable rows) is left out of the
+    metrics and named in results.md and in ``problems`` (printed as warnings when it is None).
+    """
     from personalign.eval.report import results_markdown
 
     results: dict[str, dict[str, Any]] = {}
-    logs = run_logs(run_dir)
-    for label, (key, rows) in logs.items():
+    found: list[str] = []
+    logs = run_logs(run_dir, found)
+    golds = DataGolds(run_dir, data)
+    for label, (key, rows) in list(logs.items()):
         log_task = task or get_task(key["task"])
         if key.get("task") != log_task.name:
             raise ConfigError(f"{run_dir}/predictions/{label}.jsonl belongs to task {key.get('task')}, not {log_task.name}")
         task = log_task
-        if not rows or rows[0].get("gold") is None:
+        rows, problem = golds.check(run_dir / "predictions" / f"{label}.jsonl", task, key, rows)
+        if problem:
+            found.append(problem)
+            del logs[label]
+            continue
+        if rows[0].get("gold") is None:  # a split without golds
             continue
         results[label] = {**summarize(task, rows), "limit": key.get("limit"), "seed": key.get("seed")}
-        write_outputs(run_dir / f"{label}_outputs.json", task.name,
-                      [(str(r["id"]), row_prediction(task, r)[0]) for r in rows])
+        write_prediction_files(run_dir, label, task, rows, key.get("limit"))
     with atomic_writer(run_dir / "metrics.json") as handle:
         json.dump(results, handle, indent=2)
     if task is not None:
         with atomic_writer(run_dir / "results.md") as handle:
             handle.write(results_markdown(task, run_dir, results, logs))
+            if found:
+                handle.write("\n### Not scored\n\n" + "".join(f"- {problem}\n" for problem in found))
+    if problems is None:
+        for problem in found:
+            print(f"personalign: warning: {problem}", file=sys.stderr)
+    else:
+        problems.extend(found)
     return {k: v for k, v in results.items() if only is None or k in only}
 
 
-def rescore(root: str | Path) -> list[Path]:
-    """Rescore every run folder at or below ``root``; return the folders."""
+def rescore(root: str | Path, data: str | Path | None = None, problems: list[str] | None = None) -> list[Path]:
+    """Rescore every run folder at or below ``root``; return the folders (unscorable logs go to ``problems``)."""
     dirs = find_run_dirs(root)
     for run_dir in dirs:
-        score_run(run_dir)
+        score_run(run_dir, data=data, problems=problems)
     return dirs

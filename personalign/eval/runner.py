@@ -10,15 +10,14 @@ import random
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-from tqdm import tqdm
+from typing import Any, Callable, Sequence
 
 from personalign import registry
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.data.lamp_io import files_sha256, find_split_files, load_split, training_part
 from personalign.engine import Engine
+from personalign.engine.progress import RequestProgress
 from personalign.errors import ConfigError, DataError
 from personalign.eval.predictions import PredictionLog
 from personalign.eval.rescore import score_run
@@ -26,6 +25,7 @@ from personalign.manifest import write_manifest
 from personalign.methods import base_name, build_method, expand_methods
 from personalign.methods.base import MethodConfig
 from personalign.retrievers import get_retriever
+from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 from personalign.types import Example, ProfileItem
 
@@ -47,7 +47,7 @@ class EvalConfig:
     limit: int | None = None
     seed: int = 0
     out: str = "runs"
-    cache_dir: str = ".cache/personalign"
+    cache_dir: str = field(default_factory=default_cache_dir)
     method: MethodConfig = field(default_factory=MethodConfig)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     profile_controls: list[str] = field(default_factory=lambda: ["own"])
@@ -160,46 +160,73 @@ class EvalRunner:
         method, train_sha = self.build(name)
         log_path = self.config.run_dir / "predictions" / f"{label}.jsonl"
         with PredictionLog(log_path, key=self.run_key(name, control, method, train_sha)) as log:
-            todo = [ex for ex in self.examples if ex.id not in log]
+            retry = _needs_llm(name)  # an empty completion (a failed server) is asked again; a reference's is final
+            todo = [ex for ex in self.examples if ex.id not in log or (retry and log.empty(ex.id))]
+            again = sum(ex.id in log for ex in todo)
+            if again:
+                print(f"personalign: {self.task.name} {label}: asking again for {again} empty completions "
+                      "of an earlier run", file=sys.stderr)
             engine = Engine(method.backends())
             plans = (method.plan(ex, control_profile(ex, self.pool, control, self.config.seed)) for ex in todo)
-            bar = tqdm(total=len(self.examples), initial=len(self.examples) - len(todo), unit="ex", file=sys.stderr,
-                       desc=f"{self.task.name} {label}")
-            with bar:
-                for index, answer, seconds in engine.run(plans):
+            progress = RequestProgress(len(self.examples), f"{self.task.name} {label}",
+                                       done_before=len(self.examples) - len(todo), requests=bool(method.backends()))
+            with progress:
+                for index, answer, seconds in engine.run(plans, progress):
                     example = todo[index]
                     log.append({"id": example.id, "gold": self.golds.get(example.id) if self.golds else None,
                                 "raw": answer.raw, "filter": answer.output_filter, "seconds": round(seconds, 5),
                                 "trace": answer.trace.to_dict()})
-                    bar.update(1)
+            empty = sum(log.empty(ex.id) for ex in self.examples) if retry else 0
+        if empty:
+            print(f"personalign: {self.task.name} {label}: {empty} of {len(self.examples)} completions are empty "
+                  "(a failed or overloaded server?); run the same command again to ask for them again",
+                  file=sys.stderr)
         return label
 
 
-def run_eval(config: EvalConfig, llm: LLM | None = None) -> dict[str, dict[str, Any]]:
-    """Evaluate every method of ``config``; write predictions, metrics.json, results.md and a manifest."""
+def run_eval(config: EvalConfig, llm: LLM | None = None,
+             on_skip: Callable[[str, list[str], str], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate every method of ``config``; write predictions, metrics.json, results.md and a manifest.
+
+    References of the ``references`` group that need a train split the data lacks are skipped: ``on_skip(task,
+    names, reason)`` hears of them (by default one line on stderr; ``personalign eval`` prints one for all tasks).
+    """
     runner = EvalRunner(config, llm)
     try:
-        return _run(config, runner)
+        return _run(config, runner, on_skip or print_skipped)
     finally:
         if llm is None and runner.llm is not None:  # built here: stop its workers and connections
             runner.llm.close()
 
 
-def _run(config: EvalConfig, runner: EvalRunner) -> dict[str, dict[str, Any]]:
+def print_skipped(task: str, names: list[str], reason: str) -> None:
+    print(f"personalign: {task}: skipped {', '.join(names)}: they learn from the train split ({reason})", file=sys.stderr)
+
+
+def _run(config: EvalConfig, runner: EvalRunner,
+         on_skip: Callable[[str, list[str], str], None]) -> dict[str, dict[str, Any]]:
     manifest = config.run_dir / "manifest.json"
-    write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "running"})
+    write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "running",
+                                                          "data_dir": str(Path(config.data).resolve())})
     methods = expand_methods(config.methods, runner.task)
-    labels = []
+    labels: list[str] = []
+    skipped: dict[str, DataError] = {}  # references of the group that need a train split the data lacks
     for control in config.profile_controls:
         for name in methods:
+            if name in skipped:
+                continue
             try:
                 labels.append(runner.run_method(name, control))
             except DataError as exc:
                 if name in config.methods or "train" not in exc.problem:
                     raise
-                print(f"personalign: {name} skipped (it needs the train split): {exc}", file=sys.stderr)
-    results = score_run(config.run_dir, runner.task, only=labels) if runner.golds else {}
+                skipped[name] = exc
+    if skipped:
+        reason = next(iter(skipped.values()))
+        on_skip(config.task, list(skipped), f"{reason.problem.split('; tried')[0]} in {reason.path}")
+    results = score_run(config.run_dir, runner.task, only=labels, data=config.data) if runner.golds else {}
     describe = runner.llm.describe() if runner.llm else None
     write_manifest(manifest, config, runner.data_sha256, {"examples": len(runner.examples), "status": "done",
+                                                          "data_dir": str(Path(config.data).resolve()),
                                                           "llm": describe, "methods": labels})
     return results

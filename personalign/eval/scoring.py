@@ -10,6 +10,7 @@ import numpy as np
 
 from personalign.errors import ConfigError
 from personalign.tasks.filters import MODES, apply_filter
+from personalign.tasks.parsing import is_answer
 from personalign.tasks.spec import TaskSpec
 from personalign.tasks.statistics import bootstrap_interval, example_stats
 
@@ -85,6 +86,8 @@ def summarize(task: TaskSpec, rows: list[dict[str, Any]], seed: int = 0) -> dict
             values[f"{metric}_ci"] = [interval.low, interval.high]
         if mode == "lenient":
             out["fallback_rate"] = sum(scored.fallbacks) / max(n, 1)
+            # answers the parser cannot read (no label, no rating, options with no choice, only a lead-in)
+            out["unparsable_rate"] = sum(not is_answer(task, p) for p in scored.predictions) / max(n, 1)
         out[mode] = values
     traces = [r.get("trace") or {} for r in rows]
     out["empty_rate"] = sum(not str(r.get("raw", "")).strip() for r in rows) / max(n, 1)

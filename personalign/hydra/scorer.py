@@ -11,10 +11,14 @@ by an L2 term, so a user with few items stays close to the shared model.
 from __future__ import annotations
 
 import io
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
+
+from personalign.engine.progress import SHOW_AFTER_SECONDS
 
 Group = tuple[np.ndarray, np.ndarray]  # (features: candidates x dim, utilities: candidates)
 
@@ -77,8 +81,11 @@ class FactorizedScorer:
         target = torch.softmax(utilities / self.config.temperature, dim=0)
         return -(target * torch.log_softmax(scores, dim=0)).sum()
 
-    def fit_shared(self, groups: Sequence[Group]) -> list[float]:
-        """Train backbone and shared head on every train user's groups; returns the loss per epoch."""
+    def fit_shared(self, groups: Sequence[Group], desc: str | None = None) -> list[float]:
+        """Train backbone and shared head on every train user's groups; returns the loss per epoch.
+
+        ``desc``: show a progress bar of epochs under this name (when training lasts over a second).
+        """
         import torch
 
         usable = informative(groups)
@@ -88,7 +95,9 @@ class FactorizedScorer:
         params = [*self.backbone.parameters(), *self.head.parameters()]
         optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         order = np.random.default_rng(self.config.seed)
-        for _ in range(self.config.epochs):
+        epochs = tqdm(range(self.config.epochs), desc=desc, unit="epoch", file=sys.stderr, disable=desc is None,
+                      delay=SHOW_AFTER_SECONDS)
+        for _ in epochs:
             total = 0.0
             for index in order.permutation(len(tensors)):
                 x, y = tensors[index]

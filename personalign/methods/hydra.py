@@ -11,21 +11,26 @@
   their ``head_queries`` newest items is a pseudo-question whose answer is the item's own output,
   never the gold. With fewer than ``min_user_items`` items the shared heads are used.
 
-The backbone is a small MLP over frozen embeddings of the bundled MiniLM (``encoder``), so training
-takes seconds on a CPU. The trained scorers are saved under the cache folder; ``scorer=PATH`` loads one
+The backbone is a small MLP over frozen embeddings of the bundled MiniLM (``encoder``). Training the two
+scorers takes seconds; what takes minutes on a CPU is the LLM sampling ``samples`` candidates for each of
+the ``adapter_train_questions`` and embedding the train questions, and both show progress. The trained
+scorers are saved under the cache folder, and ``eval`` prints the path; ``scorer=PATH`` loads one
 (``personalign personalize --method hydra --method-options scorer=PATH``).
 """
 
 from __future__ import annotations
 
 import io
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from personalign.engine import Engine
+from personalign.engine.progress import SHOW_AFTER_SECONDS, RequestProgress
 from personalign.errors import ConfigError
 from personalign.hydra.scorer import FactorizedScorer, Group, ScorerConfig, pair_features
 from personalign.methods.base import Method
@@ -37,6 +42,11 @@ from personalign.tasks.metrics import example_score
 from personalign.types import Answer, Example, GenParams, ProfileItem, Request, Trace
 
 USER_CENTROID_ITEMS = 32
+
+
+def _say(message: str) -> None:
+    """A line about training on stderr, beside the progress bars (stdout keeps the results)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 class HYDRA(Method):
@@ -149,23 +159,31 @@ class HYDRA(Method):
         rng = np.random.default_rng(self.config.seed)
         labelled = [e for e in examples if e.id in golds and e.profile]
         chosen = [labelled[i] for i in sorted(rng.permutation(len(labelled))[: self.train_questions])]
-        start = time.perf_counter()
+        start, name = time.perf_counter(), f"{self.task.name} hydra"
+        _say(f"{name}: training the reranker and the adapter on {len(chosen)} train questions "
+             f"(pass scorer=PATH to reuse a trained pair)")
         groups = [self._rerank_group(self._query(e.input), self._pool(self._query(e.input), e.profile), golds[e.id])
-                  for e in chosen]
+                  for e in tqdm(chosen, desc=f"{name} reranker utilities", unit="question", file=sys.stderr,
+                                delay=SHOW_AFTER_SECONDS)]
         dim = groups[0][0].shape[1] if groups else 2 * self._vector("x").shape[0]
         self.reranker = FactorizedScorer(dim, self.scorer_config)
-        self.reranker.fit_shared(groups)
+        self.reranker.fit_shared(groups, desc=f"{name} reranker")
         adapter_examples = chosen[: self.adapter_train_questions]
-        answers = [a for _, a, _ in Engine(self.backends()).run(self._candidate_plan(e, e.profile)
-                                                               for e in adapter_examples)]
+        with RequestProgress(len(adapter_examples), f"{name} adapter candidates ({self.samples} per question)") as progress:
+            answers = [a for _, a, _ in Engine(self.backends()).run((self._candidate_plan(e, e.profile)
+                                                                     for e in adapter_examples), progress)]
         adapter_groups = [self._adapter_group(self._query(e.input), [self._parsed(t) for t in a.trace.raw_outputs],
                                               self._centroid(e.profile), golds[e.id])
                           for e, a in zip(adapter_examples, answers)]
         dim = adapter_groups[0][0].shape[1] if adapter_groups else 3 * self._vector("x").shape[0]
         self.adapter = FactorizedScorer(dim, self.scorer_config)
-        self.adapter.fit_shared(adapter_groups)
+        self.adapter.fit_shared(adapter_groups, desc=f"{name} adapter")
         self.fit_seconds = time.perf_counter() - start
         self.save(len(chosen), len(adapter_examples))
+        where = f"saved to {self.scorer_path}" if self.scorer_path else "not saved (no cache folder)"
+        _say(f"{name}: scorers trained in {self.fit_seconds:.0f} s, {where}"
+             + (f"; reuse: personalign personalize --method hydra --method-options scorer={self.scorer_path}"
+                if self.scorer_path else ""))
 
     def save(self, questions: int, adapter_questions: int) -> None:
         if self.cache_dir is None or self.reranker is None or self.adapter is None:

@@ -22,6 +22,7 @@ from personalign.methods.rpo import reflection_spec
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
 from personalign.popi.train import train_questions
 from personalign.rpo.sft import ReflectionSFTTrainer
+from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 from personalign.types import GenParams, Request
 
@@ -32,10 +33,10 @@ def generator_records(examples: list, golds: dict[str, str], summaries: list[str
              "target": golds[e.id]} for e, s in zip(examples, summaries)]
 
 
-def write_summaries(config: Any, examples: list, cache_dir: str) -> list[str]:
+def write_summaries(config: Any, examples: list, cache_dir: str | None) -> list[str]:
     """Each example's budgeted summary by ``config.summarizer`` (greedy; cached like every LLM call)."""
     task = get_task(config.task)
-    cache = Path(cache_dir) / "llm.sqlite"
+    cache = Path(cache_dir or default_cache_dir()) / "llm.sqlite"
     spec, counter_spec = reflection_spec(config.summarizer), reflection_spec(config.generator_sft.model)
     summarizer = get_llm(spec, cache_path=cache, **config.summarizer_options)
     # the budget is counted in the tokens of the generator being trained (often the same model: loaded once)
@@ -49,7 +50,7 @@ def write_summaries(config: Any, examples: list, cache_dir: str) -> list[str]:
     return [enforce_budget(text, config.summary_budget, counter.count_tokens) for text in texts]
 
 
-def train_popi_generator(config: Any, cache_dir: str = ".cache/personalign", resume: bool = True) -> dict[str, Any]:
+def train_popi_generator(config: Any, cache_dir: str | None = None, resume: bool = True) -> dict[str, Any]:
     """Fine-tune ``config.generator_sft.model`` on ``generator_questions`` train questions; write ``<out>/<task>/generator``."""
     examples, golds, data_hash = train_questions(config, config.generator_questions, config.seed + 1)
     out = Path(config.out) / config.task / "generator"

@@ -27,6 +27,7 @@ from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
 from personalign.popi.summary import answer_score, conditioned_input, enforce_budget, summary_messages, summary_reward
 from personalign.rpo.config import SFTConfig
+from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 from personalign.training.advantages import informative_groups
 from personalign.training.rl import RLConfig, RLTrainer
@@ -133,11 +134,11 @@ def train_questions(config: POPIConfig, count: int | None, seed: int) -> tuple[l
     return examples, golds, files_sha256([p for p in files if p])
 
 
-def train_popi(config: POPIConfig, cache_dir: str = ".cache/personalign", resume: bool = True) -> dict[str, Any]:
+def train_popi(config: POPIConfig, cache_dir: str | None = None, resume: bool = True) -> dict[str, Any]:
     """Train the summarizer on the train users' questions; write ``<out>/<task>/rl`` with its manifest."""
     examples, golds, data_hash = train_questions(config, config.max_questions, config.seed)
     prompts = [SummaryPrompt(e.id, e.input, list(e.profile), golds[e.id]) for e in examples]
-    generator = get_llm(config.generator, cache_path=Path(cache_dir) / "llm.sqlite", **config.generator_options)
+    generator = get_llm(config.generator, cache_path=Path(cache_dir or default_cache_dir()) / "llm.sqlite", **config.generator_options)
     out = Path(config.out) / config.task / "rl"
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "running"})
     summary = SummarizerRLTrainer(config, prompts, generator, out).train(resume)

@@ -18,6 +18,7 @@ from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
 from personalign.retrievers import get_retriever
 from personalign.rpo.config import RPOConfig
+from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 
 STAGES = ("trajectories", "sft", "rl")
@@ -48,7 +49,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def run_trajectories(config: RPOConfig, cache_dir: str = ".cache/personalign") -> dict[str, Any]:
+def run_trajectories(config: RPOConfig, cache_dir: str | None = None) -> dict[str, Any]:
     from personalign.rpo.trajectories import generate_trajectories
 
     task = get_task(config.task)
@@ -58,7 +59,7 @@ def run_trajectories(config: RPOConfig, cache_dir: str = ".cache/personalign") -
         raise ConfigError(f"{config.task} {config.split} {config.train_part} split has no outputs file (golds are needed)")
     if tc.max_examples is not None and tc.max_examples < len(examples):
         examples = random.Random(tc.seed).sample(examples, tc.max_examples)
-    cache = Path(cache_dir) / "llm.sqlite"
+    cache = Path(cache_dir or default_cache_dir()) / "llm.sqlite"
     base = get_llm(tc.base_llm, cache_path=cache, **tc.base_llm_options)
     teacher = None if tc.teacher_llm == "template" else get_llm(tc.teacher_llm, cache_path=cache, **tc.teacher_llm_options)
     out, data_hash = stage_dir(config, "trajectories"), _data_hash(config)
@@ -97,7 +98,7 @@ def run_rl(config: RPOConfig) -> dict[str, Any]:
     return summary
 
 
-def run_stage(stage: str, config: RPOConfig, cache_dir: str = ".cache/personalign") -> dict[str, Any]:
+def run_stage(stage: str, config: RPOConfig, cache_dir: str | None = None) -> dict[str, Any]:
     if config.threads:
         import torch
 

@@ -9,15 +9,13 @@ decide what is kept. Stored as JSONL (one trajectory a line) plus ``stats.json``
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from personalign.backends.base import LLM
 from personalign.engine import Engine, run_plan
+from personalign.engine.progress import RequestProgress
 from personalign.eval.predictions import PredictionLog
 from personalign.retrievers.base import Retriever, build_query
 from personalign.rpo.config import TrajectoryConfig
@@ -138,8 +136,7 @@ def generate_trajectories(task: TaskSpec, examples: list[Example], golds: dict[s
     engine = Engine(backends)
     with PredictionLog(out_dir / "trajectories.jsonl") as log, PredictionLog(out_dir / "rl_prompts.jsonl") as prompts:
         todo = [(position, e) for position, e in enumerate(examples) if e.id not in log]
-        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc=f"{task.name} trajectories", unit="ex",
-                   file=sys.stderr)
+        progress = RequestProgress(len(examples), f"{task.name} trajectories", done_before=len(examples) - len(todo))
 
         def plan(position: int, example: Example):
             (completion,) = yield [base_request(task, example)]
@@ -150,10 +147,9 @@ def generate_trajectories(task: TaskSpec, examples: list[Example], golds: dict[s
             asked = teacher is not None and (config.llm_teacher_examples is None or position < config.llm_teacher_examples)
             return (yield from trajectory_plan(task, example, golds[example.id], answer, items, asked, config))
 
-        with bar:
-            for _, answer, _ in engine.run(plan(position, example) for position, example in todo):
+        with progress:
+            for _, answer, _ in engine.run((plan(position, example) for position, example in todo), progress):
                 log.append(asdict(answer.trace.extra["trajectory"]))
-                bar.update(1)
         rows = [log.rows[e.id] for e in examples if e.id in log]
     stats = trajectory_stats(rows)
     (out_dir / "stats.json").write_text(json.dumps(stats, indent=2))

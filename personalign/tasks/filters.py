@@ -7,7 +7,8 @@ re-parses a run with zero LLM calls.
 Two scoring modes:
 
 - ``lenient`` (default): the structural extraction of the filter, then the task parser
-  (``parse_label`` / ``parse_rating`` / ``parse_text``): "Tag: comedy" -> "comedy".
+  (``parse_label`` / ``parse_rating`` / ``parse_text``), which reads the answer as a reader would:
+  "Tag: comedy" -> "comedy", "1. 5 is the score for ..." -> "5", "1. 1\n2. 2" -> unparsable.
 - ``official``: the same structural extraction, then ``strip()`` only, as LaMP's
   ``eval/evaluation.py`` does: "Tag: comedy" is wrong there, and so is "4 stars".
 
@@ -48,13 +49,26 @@ class Filtered:
     thinking: str = ""
 
 
-def finish(task: TaskSpec, segment: str, mode: str = "lenient") -> str:
-    """The last step of every filter: the task parser (lenient) or ``strip()`` (official)."""
+def finish(task: TaskSpec, segment: str, mode: str = "lenient", source: str | None = None) -> str:
+    """The last step of every filter: the task parser (lenient) or ``strip()`` (official).
+
+    ``source`` is the prompt text the model saw (see ``prompt_text``): quotations copied from it are echoes.
+    """
     if mode == "official":
         return segment.strip()
     if mode != "lenient":
         raise ConfigError(f"unknown scoring mode '{mode}'; choose from: {', '.join(MODES)}")
-    return parse_output(task, segment) or segment.strip()
+    return parse_output(task, segment, source)  # the stripped text when unparsable ("" for a lone lead-in)
+
+
+def prompt_text(trace: dict[str, Any] | None) -> str | None:
+    """Every message the model saw in a trace dict, joined (None when the trace holds no prompts)."""
+    prompts = trace.get("prompts") if isinstance(trace, dict) else None
+    if not isinstance(prompts, list):
+        return None
+    texts = [str(m.get("content", "")) for messages in prompts if isinstance(messages, list)
+             for m in messages if isinstance(m, dict)]
+    return "\n".join(texts) if texts else None
 
 
 def stage_output(trace: dict[str, Any], stage: str) -> str | None:
@@ -68,16 +82,17 @@ def stage_output(trace: dict[str, Any], stage: str) -> str | None:
 def apply_filter(task: TaskSpec, name: str, raw: str, trace: dict[str, Any] | None = None,
                  mode: str = "lenient") -> Filtered:
     """Run filter ``name`` on a raw completion (``trace`` supplies the base answer for ``rpo``)."""
+    source = prompt_text(trace) if mode == "lenient" and name != "exact" else None
     if name == "plain":
-        return Filtered(finish(task, raw, mode))
+        return Filtered(finish(task, raw, mode, source))
     if name == "exact":
         return Filtered(raw.strip())
     if name == "cot":
-        return Filtered(finish(task, final_answer_segment(raw), mode))
+        return Filtered(finish(task, final_answer_segment(raw), mode, source))
     if name == "rpo":
         parsed = parse_reflection(raw)
         if parsed is None:
             base = stage_output(trace or {}, "base") or ""
-            return Filtered(finish(task, base, mode), fallback=True)
-        return Filtered(finish(task, parsed[1], mode), thinking=parsed[0])
+            return Filtered(finish(task, base, mode, source), fallback=True)
+        return Filtered(finish(task, parsed[1], mode, source), thinking=parsed[0])
     raise ConfigError(f"unknown output filter '{name}'; choose from: {', '.join(FILTERS)}")

@@ -37,13 +37,38 @@ def find_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
+def drop_tied_copies(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
+    """A ``save_state`` pre-hook: keep one name per tied tensor (SmolLM2's ``lm_head`` *is* its input embedding).
+
+    safetensors cannot store two names for one tensor, so accelerate would drop the copy itself and log
+    "Removed shared tensor ... while saving". Dropping it here is the same save, done on purpose: on
+    ``load_state`` safetensors' ``load_model`` accepts the absent alias and the model still shares the one
+    tensor, so both names get the saved values (``tests/test_rpo_demo.py`` checks the round trip).
+    """
+    for state in weights:
+        seen: set[tuple[int, int, tuple[int, ...], Any]] = set()
+        for name in list(state):
+            tensor = state[name]
+            if not hasattr(tensor, "untyped_storage"):
+                continue
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+            if key in seen:
+                del state[name]
+            else:
+                seen.add(key)
+
+
 def save_checkpoint(accelerator: Any, out_dir: Path, fingerprint: dict[str, Any]) -> Path:
     """``accelerator.save_state`` into ``checkpoint.tmp`` (fingerprint last), then swap it for ``checkpoint``."""
     final, tmp = out_dir / "checkpoint", out_dir / "checkpoint.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=True)
+    handle = accelerator.register_save_state_pre_hook(drop_tied_copies)
+    try:
+        accelerator.save_state(str(tmp), safe_serialization=True)
+    finally:
+        handle.remove()
     if accelerator.is_main_process:
         (tmp / FINGERPRINT).write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
         shutil.rmtree(final, ignore_errors=True)
