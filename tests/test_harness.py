@@ -242,7 +242,7 @@ def test_empty_completions_are_not_cached_and_are_counted(tmp_path):
 
 
 def test_profile_controls_show_that_the_history_decides(tmp_path):
-    data = tag_data(tmp_path / "data")
+    data = tag_data(tmp_path / "data", users=24)  # paired tests need n >= MIN_QUESTIONS_FOR_TESTS
     cfg = config(data, tmp_path / "out", ["user-majority", "population-majority"], task="LaMP_2",
                  profile_controls=["own", "other-user", "none"])
     results = run_eval(cfg)
@@ -272,7 +272,7 @@ def test_a_history_that_hurts_is_named_so():
 
 
 def test_best_reference_and_verdicts(tmp_path):
-    data = tag_data(tmp_path / "data")
+    data = tag_data(tmp_path / "data", users=24)  # paired tests need n >= MIN_QUESTIONS_FOR_TESTS
     cfg = config(data, tmp_path / "out", ["references", "zero-shot"], task="LaMP_2")
     results = run_eval(cfg, llm=FakeHashLLM(["comedy"]))
     assert "echo" not in results and "user-mean" not in results  # references that do not fit LaMP_2 are left out

@@ -73,6 +73,15 @@ RATINGS = [  # LaMP_3
     ('"4"', '4'),
     ('The score is "5"', '5'),
     ('"Works great, 5 stars"', U),
+    # review of 2026-12-06: options after an assertion, negation scope, "No," as a correction
+    ("I'd say 3 or 4.", U),
+    ('The score is 3 or 4', U),
+    ('I think 2, 3 or 4', U),
+    ('No problems whatsoever so 5', '5'),
+    ('No doubt about it: 4', '4'),
+    ('5 stars? No, 4.', '4'),
+    ('3. No, 2.', '2'),
+    ('Not the worst product I own, so 4', '4'),
 ]
 
 TAGS = [  # LaMP_2
@@ -106,6 +115,14 @@ TAGS = [  # LaMP_2
     ('"twist ending"', 'twist ending'),
     ('social commentary and satire', 'social commentary'),
     ('This movie is not based on a book', U),
+    # review of 2026-12-06
+    ('I have no doubt it is comedy', 'comedy'),
+    ('No problem: comedy', 'comedy'),
+    ('Not only comedy', 'comedy'),
+    ('Comedy? No, action.', 'action'),
+    ('not the comedy', U),
+    ("I wouldn't call it comedy; action.", 'action'),
+    ("I'd say comedy or action", U),
 ]
 
 CITATIONS = [  # LaMP_1
@@ -178,6 +195,19 @@ TEXTS = [  # LaMP_4 to LaMP_7: "" is unparsable (nothing but a lead-in)
     (LONG_COLON_TITLE, LONG_COLON_TITLE),  # the last line, and no lead-in: content
     ("Here is a paraphrase of the tweet: can't wait for the weekend!!", "can't wait for the weekend!!"),
     ('The headline is: Storm hits coast', 'Storm hits coast'),
+    # review of 2026-12-06: a title with a colon is not a lead-in; a courtesy opener on the line is
+    ('Generating Headlines: A Neural Approach', 'Generating Headlines: A Neural Approach'),
+    ('Extractive vs Abstractive Summary: An Evaluation', 'Extractive vs Abstractive Summary: An Evaluation'),
+    ('What Makes a Good Answer: Evidence from Forums', 'What Makes a Good Answer: Evidence from Forums'),
+    ('Who Is: A Lookup Service', 'Who Is: A Lookup Service'),
+    ('Headline: Storm hits coast', 'Storm hits coast'),
+    ('Answer: Deep Nets', 'Deep Nets'),
+    ('Sure! "Deep Nets"', 'Deep Nets'),
+    ('Certainly. "Deep Nets for Tweets"', 'Deep Nets for Tweets'),
+    ('Of course, "Deep Nets"', 'Deep Nets'),
+    ('Okay! Deep Nets', 'Deep Nets'),
+    ('Here you go. Deep Nets', 'Deep Nets'),
+    ('OK Computer: A Retrospective', 'OK Computer: A Retrospective'),
 ]
 
 def read(task_name: str, raw: str) -> str:

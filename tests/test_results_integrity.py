@@ -328,3 +328,19 @@ def test_a_failed_prediction_log_write_names_the_log(tmp_path):
     log = tmp_path / "predictions" / "rag.jsonl"
     result = subprocess.run([sys.executable, "-c", FULL_LOG, str(log)], capture_output=True, text=True)
     assert result.returncode == 3 and result.stdout.strip() == str(log), result.stdout + result.stderr[-1500:]
+
+
+def test_when_every_log_is_refused_nothing_claims_success_and_no_empty_table_is_printed(tmp_path, capsys):
+    data = rating_data(tmp_path / "data")
+    cfg = config(data, tmp_path / "out", methods=["zero-shot"])
+    run_eval(cfg, llm=FakeHashLLM(["3"]))
+    (cfg.run_dir / "predictions" / "zero-shot.jsonl").write_text("garbage\n")
+    capsys.readouterr()
+    code, out, err = cli(capsys, "rescore", str(tmp_path / "out"))
+    (line,) = error_lines(err)
+    assert code == 2 and "zero-shot.jsonl" in line
+    assert "rescored" not in out and out.strip() == ""
+    code, out, err = cli(capsys, "report", "--runs", str(tmp_path / "out"), "--task", "LaMP_3")
+    (line,) = error_lines(err)
+    assert code == 2 and "zero-shot.jsonl" in line
+    assert "|" not in out and out.strip() == ""

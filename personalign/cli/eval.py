@@ -16,7 +16,6 @@ from personalign.config import read_yaml
 from personalign.errors import ConfigError
 from personalign.methods import base_name
 
-MIN_QUESTIONS_FOR_TESTS = 20  # below this, 95% intervals and paired tests mean nothing: print values only
 EVAL_FILE_KEYS = ("method", "method_options", "retriever", "llm", "llm_options", "limit", "seed", "concurrency",
                   "workers", "profile_control")
 
@@ -46,7 +45,14 @@ def _pick(cli_value, file_config: dict, key: str, default):
     return cli_value if cli_value is not None else file_config.get(key, default)
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from personalign.eval.report import cross_task_table
+    from personalign.eval.report import (
+        MIN_QUESTIONS_FOR_TESTS,
+        cross_task_table,
+        questions,
+        too_few,
+        too_few_note,
+        values_table,
+    )
     from personalign.eval.runner import EvalConfig, run_eval
     from personalign.tasks import get_task
 
@@ -86,39 +92,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         on_tasks = ", ".join(dict.fromkeys(t for ts in skipped.values() for t in ts))
         print(f"personalign: skipped {', '.join(skipped)} on {on_tasks}: "
               f"they learn from a train split, and {args.data} has none for the {args.split} split", file=sys.stderr)
-    small = {t: r for t, r in results_by_task.items() if r and questions(r) < MIN_QUESTIONS_FOR_TESTS}
+    small = {t: r for t, r in results_by_task.items() if too_few(r)}
     if small:
-        sizes = sorted({questions(r) for r in small.values()})
-        print(f"\nn = {' to '.join(map(str, sizes[::max(1, len(sizes) - 1)]))} questions per task: too few for "
-              "intervals or significance tests, so only the values are shown (lenient scoring); "
-              "docs/results.md has RealLaMP's numbers.\n")
+        print(f"\n{too_few_note(small)}\n")
         print(values_table(small, tasks))
     if len(results_by_task) > 1 and len(small) < len(results_by_task):
         print(cross_task_table(results_by_task, tasks, ("s/ex",)))
     return 0
 
-
-def questions(results: dict) -> int:
-    """The number of questions a task's run scored (its largest row)."""
-    return max((values.get("n", 0) for values in results.values()), default=0)
-
-
-def values_table(results_by_task: dict, tasks: dict, mode: str = "lenient") -> str:
-    """Methods as rows, each task's first metric as a column: values only, for runs too small for intervals."""
-    from personalign.eval.report import is_reference, markdown_table
-
-    columns = [f"{name} {tasks[name].metrics[0]}" for name in results_by_task]
-    labels = list(dict.fromkeys(m for results in results_by_task.values() for m in results))
-    bases = list(dict.fromkeys(label.split("#")[0] for label in labels))
-    rows = []  # references first, then the LLM methods; each method's profile controls right under it
-    for method in sorted(labels, key=lambda label: (not is_reference(label), bases.index(label.split("#")[0]),
-                                                    "#" in label)):
-        row = {"method": method}
-        for name, results in results_by_task.items():
-            value = results.get(method, {}).get(mode, {}).get(tasks[name].metrics[0])
-            row[f"{name} {tasks[name].metrics[0]}"] = "" if value is None else f"{value:.3f}"
-        rows.append(row)
-    return markdown_table(rows, ["method", *columns])
 
 def register(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate methods on a LaMP-format split")

@@ -19,6 +19,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         cross_task_table,
         markdown_table,
         pair,
+        too_few,
+        too_few_note,
         verdict,
         verdict_rows,
     )
@@ -57,6 +59,14 @@ def cmd_report(args: argparse.Namespace) -> int:
                              "n": test.n, "verdict": f"{names[0]} {verdict(test)} {names[1]}"})
         print(markdown_table(rows, list(rows[0])))
         return _said(problems)
+    if not any(results.values()):  # every log refused, or none had golds: no table to show
+        if problems:
+            return _said(problems)
+        raise ConfigError(f"nothing to report for {args.task} in {args.runs} ({args.split}-{args.part}): "
+                          "no log could be scored against golds")
+    small = {t: r for t, r in results.items() if too_few(r)}
+    if small:
+        print(f"{too_few_note(small, f'{args.mode} scoring')}\n")
     print(cross_task_table(results, tasks, tuple(csv_list(args.extra)), args.mode))
     verdicts = [{"task": t, **row} for t in tasks for row in verdict_rows(tasks[t], dirs[t], results[t], args.mode)]
     if verdicts:
@@ -100,10 +110,15 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     from personalign.eval.rescore import rescore
 
     problems: list[str] = []
-    for run_dir in rescore(args.run_dir, args.data, problems):
+    scored = rescore(args.run_dir, args.data, problems)
+    for run_dir, results in scored.items():
+        if not results:  # nothing scored here: its refused logs are named below
+            continue
         print(f"rescored {run_dir} (0 LLM calls): {run_dir / 'metrics.json'}, {run_dir / 'results.md'}")
         if args.print:
             print((run_dir / "results.md").read_text())
+    if not problems and not any(scored.values()):
+        raise ConfigError(f"nothing rescored in {args.run_dir}: no log could be scored against golds")
     return _said(problems)
 
 def register(sub: argparse._SubParsersAction) -> None:

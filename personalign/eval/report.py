@@ -14,6 +14,7 @@ from personalign.tasks.spec import TaskSpec
 from personalign.tasks.statistics import LOWER_IS_BETTER, PairedTest, paired_test
 
 ARROWS = {**{m: "↓" for m in LOWER_IS_BETTER}, **{m: "↑" for m in ("accuracy", "f1", "rouge-1", "rouge-L")}}
+MIN_QUESTIONS_FOR_TESTS = 20  # below this, 95% intervals and paired tests mean nothing: print values only
 
 
 def _fmt(value: Any) -> str:
@@ -41,12 +42,31 @@ def is_reference(label: str) -> bool:
         return False
 
 
-def with_interval(values: dict[str, Any], metric: str) -> str:
+def questions(results: dict[str, dict[str, Any]]) -> int:
+    """The number of questions a task's run scored (its largest row)."""
+    return max((values.get("n", 0) for values in results.values()), default=0)
+
+
+def too_few(results: dict[str, dict[str, Any]]) -> bool:
+    """True when a run has rows but too few questions for intervals or paired tests."""
+    return bool(results) and questions(results) < MIN_QUESTIONS_FOR_TESTS
+
+
+def too_few_note(results_by_task: dict[str, dict[str, dict[str, Any]]], scoring: str = "lenient scoring") -> str:
+    """The one line that says why only values are shown, for the runs that are too small."""
+    sizes = sorted({questions(r) for r in results_by_task.values()})
+    per_task = " per task" if len(results_by_task) > 1 else ""
+    return (f"n = {' to '.join(map(str, sizes[::max(1, len(sizes) - 1)]))} questions{per_task}: too few for "
+            f"intervals or significance tests, so only the values are shown ({scoring}); "
+            "docs/results.md has RealLaMP's numbers.")
+
+
+def with_interval(values: dict[str, Any], metric: str, interval: bool = True) -> str:
     low, high = values.get(f"{metric}_ci", (None, None))
     value = values.get(metric)
     if value is None:
         return ""
-    return f"{value:.4f} [{low:.3f}, {high:.3f}]" if low is not None else f"{value:.4f}"
+    return f"{value:.4f} [{low:.3f}, {high:.3f}]" if interval and low is not None else f"{value:.4f}"
 
 
 def best_reference(task: TaskSpec, results: dict[str, dict[str, Any]], mode: str = "lenient") -> str | None:
@@ -63,11 +83,11 @@ _ACCOUNTING = ("unparsable_rate", "fallback_rate", "empty_rate", "prompt_tokens/
 
 
 def mode_table(task: TaskSpec, results: dict[str, dict[str, Any]], mode: str) -> str:
-    best = best_reference(task, results, mode)
+    best, interval = best_reference(task, results, mode), not too_few(results)
     rows = []
     for label, values in results.items():
         name = f"{label} ★ best reference" if label == best else label
-        row = {"method": name, **{m: with_interval(values.get(mode, {}), m) for m in task.metrics}}
+        row = {"method": name, **{m: with_interval(values.get(mode, {}), m, interval) for m in task.metrics}}
         row.update({k: values.get(k, "") for k in ("n", *_ACCOUNTING)})
         if mode != "lenient":
             row["unparsable_rate"] = ""  # LaMP's script parses nothing: a label or a number, or wrong
@@ -100,9 +120,10 @@ def verdict(test: PairedTest) -> str:
 
 def verdict_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient",
                  logs: dict[str, Any] | None = None):
-    """Every non-reference row against the best reference, on the first metric, with a paired test."""
+    """Every non-reference row against the best reference, on the first metric, with a paired test
+    (none for a run too small for tests)."""
     best = best_reference(task, results, mode)
-    if best is None:
+    if best is None or too_few(results):
         return []
     rows, logs = [], run_logs(run_dir) if logs is None else logs
     for label in results:
@@ -124,7 +145,10 @@ def reads_the_user(test: PairedTest) -> str:
 
 def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]], mode: str = "lenient",
                  logs: dict[str, Any] | None = None):
-    """Each method's drop when given another user's profile or none, with a paired test."""
+    """Each method's drop when given another user's profile or none, with a paired test (none for a run
+    too small for tests)."""
+    if too_few(results):
+        return []
     rows, logs = [], run_logs(run_dir) if logs is None else logs
     for label in results:
         if "#" not in label:
@@ -141,9 +165,10 @@ def control_rows(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any
 
 def results_markdown(task: TaskSpec, run_dir: Path, results: dict[str, dict[str, Any]],
                      logs: dict[str, Any] | None = None) -> str:
-    """``results.md`` of one run folder: both scoring modes, verdicts and controls."""
-    parts = [f"## {task.name} ({run_dir.name})\n",
-             "Values: metric [95% bootstrap interval over examples]. ★ marks the best non-LLM reference.\n",
+    """``results.md`` of one run folder: both scoring modes, verdicts and controls (values only when too small)."""
+    values = (too_few_note({task.name: results}, "lenient and official scoring") if too_few(results)
+              else "Values: metric [95% bootstrap interval over examples].")
+    parts = [f"## {task.name} ({run_dir.name})\n", f"{values} ★ marks the best non-LLM reference.\n",
              "### Lenient scoring (Personalign's parsers)\n", mode_table(task, results, "lenient"),
              "\n### Official scoring (LaMP eval/evaluation.py: outputs only stripped)\n",
              mode_table(task, results, "official")]
@@ -167,10 +192,12 @@ def results_markdown(task: TaskSpec, run_dir: Path, results: dict[str, dict[str,
 
 def cross_task_table(results_by_task: dict[str, dict[str, dict[str, Any]]], tasks: dict[str, TaskSpec],
                      extra: tuple[str, ...] = (), mode: str = "lenient") -> str:
-    """Methods as rows, ``<task> <metric>`` (with intervals) as columns; ★ marks each task's best reference."""
+    """Methods as rows, ``<task> <metric>`` (with intervals, unless the task's run is too small) as columns;
+    ★ marks each task's best reference."""
     methods = list(dict.fromkeys(m for results in results_by_task.values() for m in results))
     columns = [f"{t} {m}" for t in results_by_task for m in [*tasks[t].metrics, *extra]]
     best = {t: best_reference(tasks[t], r, mode) for t, r in results_by_task.items()}
+    interval = {t: not too_few(r) for t, r in results_by_task.items()}
     full = {t: max((v.get("n", 0) for v in r.values()), default=0) for t, r in results_by_task.items()}
     rows = []
     for method in methods:
@@ -178,11 +205,28 @@ def cross_task_table(results_by_task: dict[str, dict[str, dict[str, Any]]], task
         for task_name, results in results_by_task.items():
             values = results.get(method, {})
             for metric in tasks[task_name].metrics:
-                cell = with_interval(values.get(mode, {}), metric)
+                cell = with_interval(values.get(mode, {}), metric, interval[task_name])
                 if cell and values.get("n") != full[task_name]:  # an unfinished run or another --limit
                     cell += f" (n={values.get('n')} of {full[task_name]})"
                 row[f"{task_name} {metric}"] = cell + (" ★" if cell and best[task_name] == method else "")
             for metric in extra:
                 row[f"{task_name} {metric}"] = values.get(metric, "")
+        rows.append(row)
+    return markdown_table(rows, ["method", *columns])
+
+
+def values_table(results_by_task: dict[str, dict[str, dict[str, Any]]], tasks: dict[str, TaskSpec],
+                 mode: str = "lenient") -> str:
+    """Methods as rows, each task's first metric as a column: values only, for runs too small for intervals."""
+    columns = [f"{name} {tasks[name].metrics[0]}" for name in results_by_task]
+    labels = list(dict.fromkeys(m for results in results_by_task.values() for m in results))
+    bases = list(dict.fromkeys(label.split("#")[0] for label in labels))
+    rows = []  # references first, then the LLM methods; each method's profile controls right under it
+    for method in sorted(labels, key=lambda label: (not is_reference(label), bases.index(label.split("#")[0]),
+                                                    "#" in label)):
+        row = {"method": method}
+        for name, results in results_by_task.items():
+            value = results.get(method, {}).get(mode, {}).get(tasks[name].metrics[0])
+            row[f"{name} {tasks[name].metrics[0]}"] = "" if value is None else f"{value:.3f}"
         rows.append(row)
     return markdown_table(rows, ["method", *columns])

@@ -129,9 +129,8 @@ def score_run(run_dir: Path, task: TaskSpec | None = None, only: list[str] | Non
     return {k: v for k, v in results.items() if only is None or k in only}
 
 
-def rescore(root: str | Path, data: str | Path | None = None, problems: list[str] | None = None) -> list[Path]:
-    """Rescore every run folder at or below ``root``; return the folders (unscorable logs go to ``problems``)."""
-    dirs = find_run_dirs(root)
-    for run_dir in dirs:
-        score_run(run_dir, data=data, problems=problems)
-    return dirs
+def rescore(root: str | Path, data: str | Path | None = None,
+            problems: list[str] | None = None) -> dict[Path, dict[str, dict[str, Any]]]:
+    """Rescore every run folder at or below ``root``; return each folder's scored rows (empty when none could be
+    scored; unscorable logs go to ``problems``)."""
+    return {run_dir: score_run(run_dir, data=data, problems=problems) for run_dir in find_run_dirs(root)}

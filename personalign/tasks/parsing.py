@@ -59,6 +59,13 @@ _COURTESY = re.compile(r"^\W*(?:sure|here|okay|ok|certainly|of course|absolutely
 _LEAD_IN = re.compile(r"^(?P<lead>[^:\n]{0,160}?)\s*\**\s*:\s*\**\s*", re.IGNORECASE)
 _LEAD_IN_END = re.compile(rf"(?:\b(?:{_OUTPUT_NOUNS})s?|\b(?:is|are|be|was))\W*$", re.IGNORECASE)
 _LEAD_IN_WORDS = 25  # a lead-in is short; a longer text ending in a colon is content
+# a lead-in speaks about the answer ("Here is the title", "The headline is") or is only its name ("Title")
+_ABOUT_ANSWER = re.compile(r"\b(?:a|an|the|my|your|here|this)\b|\b(?:is|are)\W*$", re.IGNORECASE)
+_ANSWER_NAME = re.compile(rf"(?:(?:final|new|possible|suggested|paraphrased)\s+)?(?:{_OUTPUT_NOUNS})s?(?:\s+line)?",
+                          re.IGNORECASE)
+# a courtesy word opening the line, then "!", ".", "," or ":": "Sure! ", "Certainly. ", "Here you go: "
+_COURTESY_OPENER = re.compile(r"^\s*(?:(?:sure|certainly|okay|ok|of course|absolutely|here you go|here you are|"
+                              r"no problem|great)\s*[!.,:]+\s*)+", re.IGNORECASE)
 _LEAD_IN_BEFORE_QUOTE = re.compile(r"^(?P<lead>[^\n]{0,400}?\b(?:is|would be))\s+(?=[\"“])", re.IGNORECASE)
 _QUOTED_ANSWER = re.compile(r"\s*[\"“]([^\"“”\n]*\w[^\"“”\n]*)[\"”]")
 _NAMES_OUTPUT = re.compile(rf"\b(?:{_OUTPUT_NOUNS})s?\b", re.IGNORECASE)
@@ -134,7 +141,8 @@ def parse_rating(raw: str, low: float = 1.0, high: float = 5.0, source: str | No
         text = re.sub(rf"\b{word}\b", digit, text, flags=re.IGNORECASE)
     text = mask_echoes(text, lambda quoted: _BARE_NUMBER.fullmatch(quoted) is not None, source)
     kept = read_candidates(text, _rating_candidates(text, low, high))
-    asserted = [c for c in kept if _is_asserted(text, c)]
+    # options joined by "or" are no choice, asserted or not ("I'd say 3 or 4")
+    asserted = [c for c in drop_option_lists(text, kept) if _is_asserted(text, c)]
     if asserted:  # the first rating asserted after the last correction ("..., but I think 4")
         clause = [len(_CONTRAST.findall(text, 0, c.start)) for c in asserted]
         return asserted[clause.index(max(clause))].value
@@ -156,6 +164,27 @@ def rating_values(outputs: list[str]) -> list[float]:
     return values
 
 
+def _title_cased(phrase: str) -> bool:
+    """True when every word of four letters or more is capitalised ("Generating Headlines", "Who Is")."""
+    words = re.findall(r"[^\W\d_][\w'-]*", phrase)
+    long_words = [word for word in words if len(word) >= 4 or word.lower() in {"is", "are"}]
+    return len(words) >= 2 and bool(long_words) and all(word[0].isupper() for word in long_words)
+
+
+def _reads_as_lead_in(lead: str) -> bool:
+    """True when an opening before a colon speaks of the answer rather than being part of it.
+
+    Only the answer's name ("Title", "Headline", "Paraphrased tweet"), or a phrase about it that is not
+    written as a title ("Here is a possible title", "The headline is"); a title with a colon
+    ("Generating Headlines: A Neural Approach", "Who Is: A Lookup Service") is content.
+    """
+    if _ANSWER_NAME.fullmatch(lead):
+        return True
+    if _title_cased(lead):
+        return False
+    return bool(_ABOUT_ANSWER.search(lead) and (_LEAD_IN_END.search(lead) or _COURTESY.match(lead)))
+
+
 def _lead_in_length(line: str, opening: bool) -> int:
     """How many leading characters of ``line`` are a lead-in (0 when none).
 
@@ -166,7 +195,7 @@ def _lead_in_length(line: str, opening: bool) -> int:
     match = _LEAD_IN.match(line)
     if match:
         lead = match.group("lead").strip(" *")
-        if lead and len(lead.split()) <= _LEAD_IN_WORDS and (_LEAD_IN_END.search(lead) or _COURTESY.match(lead)):
+        if lead and len(lead.split()) <= _LEAD_IN_WORDS and _reads_as_lead_in(lead):
             return match.end()
     match = _LEAD_IN_BEFORE_QUOTE.match(line) if opening else None
     return match.end() if match and _NAMES_OUTPUT.search(match.group("lead")) else 0
@@ -181,6 +210,7 @@ def parse_text(raw: str) -> str:
     """
     lines = [line for line in raw.strip().splitlines() if line.strip()]
     for index, line in enumerate(lines):
+        line = _COURTESY_OPENER.sub("", line) if index == 0 else line
         opening = True
         while (cut := _lead_in_length(line, opening)) > 0:
             line, opening = line[cut:], False

@@ -6,7 +6,7 @@ these helpers which of them a reader would discard:
 - a quoted passage copied from the prompt is echoed input (``"The true story of ..."``), unless the
   quoted text is itself an answer (``is "comedy"``);
 - a list marker (``1. ``, ``2) `` after ``1) ``, ``- ``) is not an answer;
-- a negated answer (``not comedy``, ``Not 1``) is not the answer;
+- a negated answer (``not comedy``, ``Not 1``) is not the answer, nor one taken back (``5? No, 4``);
 - candidates written one after another with nothing but separators between them
   (``1 2 3 4 5``, ``comedy, action, drama``) are options, not a choice.
 """
@@ -24,9 +24,15 @@ _QUOTED = re.compile(r"[\"“«]([^\"“”«»]*)(?:[\"”»]|$)")
 _NUMBERED = re.compile(r"^[ \t]*(\d{1,2})[.)][ \t]+(?=\S)", re.MULTILINE)
 _NUMBER_ALONE = re.compile(r"^[ \t]*(\d{1,2})[.)]?[ \t]*$", re.MULTILINE)
 _BULLET = re.compile(r"^[ \t]*[-*•][ \t]+(?=\S)", re.MULTILINE)
-_NEGATION = re.compile(r"(?:\b(?:not|never|no|neither|nor|rather than|instead of|other than)|n't)\s+"
-                       r"(?:(?!(?:but|however|rather|instead|yet|and|or)\b)[\w'-]+\s+){0,3}[\"'“‘]?$",
+# a negator, then at most a verb of choosing ("wouldn't call it") and one filler word ("not a comedy");
+# "no doubt", "no problem(s)" and "not only" do not negate what follows
+_NEGATION = re.compile(r"(?:\b(?:not(?!\s+only\b)|never|no(?!\s+(?:doubt|problems?)\b)|neither|nor|rather than|"
+                       r"instead of|other than)|n't)\s+"
+                       r"(?:(?:be|say|call|give|rate|choose|pick)\s+(?:it\s+|this\s+)?)?(?:(?:a|an|the)\s+)?"
+                       r"[\"'“‘]?$",
                        re.IGNORECASE)
+# "5 stars? No, 4.": a sentence opening with "No," takes back what came before it
+_CORRECTION = re.compile(r"(?:^|[.?!:;]\s*)no\s*[,!.]\s*", re.IGNORECASE)
 _SEPARATORS = re.compile(r"(?:[\s,;/|&+()\[\]\"'“”‘’*•.:-]|\b(?:and|or|nor)\b|^[ \t]*\d{1,2}[.)](?=\s))*",
                          re.IGNORECASE | re.MULTILINE)
 
@@ -106,9 +112,12 @@ def is_negated(text: str, candidate: Candidate) -> bool:
 
 
 def read_candidates(text: str, candidates: list[Candidate]) -> list[Candidate]:
-    """The candidates a reader keeps: not list markers, not negated; in order of appearance."""
+    """The candidates a reader keeps: not list markers, not negated, not taken back by a later "No,"."""
     markers = list_markers(text)
-    return [c for c in candidates if not inside(c.start, markers) and not is_negated(text, c)]
+    kept = [c for c in candidates if not inside(c.start, markers) and not is_negated(text, c)]
+    corrections = [m.end() for m in _CORRECTION.finditer(text)]
+    after = [c for c in kept if corrections and c.start >= corrections[-1]]
+    return after or kept
 
 
 def only_separators(gap: str) -> bool:
