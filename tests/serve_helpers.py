@@ -41,6 +41,16 @@ def running(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+@contextmanager
+def serving(config: ServeConfig, base_llm=None) -> Iterator[tuple[str, str]]:
+    """The service for ``config`` (``base_llm`` replaces the configured base) under a real uvicorn, with one
+    tenant, "acme": yields the URL and the tenant's key."""
+    store = Store(config.store())
+    key = store.add_tenant("acme")
+    with running(create_app(config, base_llm=base_llm, store=store)) as url:
+        yield url, key
+
+
 CLI = [sys.executable, "-m", "personalign.cli"]
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy
 from fakes import FakeEchoLLM
-from serve_helpers import add, ask, client, openai, running, serve_config, serve_process, stop, store_url
+from serve_helpers import add, ask, client, openai, running, serve_config, serve_process, serving, stop, store_url
 
 from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig, load_serve_config
@@ -135,9 +135,7 @@ def test_errors_come_in_the_openai_shape_with_the_right_status(service):
 
 def test_a_dead_base_model_is_a_502_and_counted(tmp_path):
     config = ServeConfig(data_dir=str(tmp_path))
-    store = Store(config.store())
-    key = store.add_tenant("acme")
-    with running(create_app(config, base_llm=FakeEchoLLM(fail=True), store=store)) as url:
+    with serving(config, FakeEchoLLM(fail=True)) as (url, key):
         with pytest.raises(openai.APIStatusError) as err:
             ask(url, key, "alice", "hi")
         assert err.value.status_code == 502 and err.value.body["code"] == "upstream_error"
@@ -161,9 +159,7 @@ def test_config_errors_are_one_line(tmp_path):
 @pytest.mark.model
 def test_real_bundled_model_behind_the_service(tmp_path):
     config = ServeConfig(data_dir=str(tmp_path), base_llm="llamacpp", base_llm_options={"n_ctx": 2048})
-    store = Store(config.store())
-    key = store.add_tenant("acme")
-    with running(create_app(config, store=store)) as url:
+    with serving(config) as (url, key):
         add(url, key, "alice", "I play the violin in an orchestra", "My favourite composer is Bach")
         reply = client(url, key).chat.completions.create(
             model="personalign", messages=[{"role": "user", "content": "Suggest one piece of music for me."}],
@@ -193,9 +189,7 @@ def test_trace_viewer_shows_a_users_trace_in_headless_chromium(tmp_path):
     if chromium is None:
         pytest.skip("chromium is not installed (apt install chromium)")
     config = ServeConfig(data_dir=str(tmp_path))
-    store = Store(config.store())
-    key = store.add_tenant("acme")
-    with running(create_app(config, base_llm=FakeEchoLLM(), store=store)) as url:
+    with serving(config, FakeEchoLLM()) as (url, key):
         add(url, key, "alice", "I write haiku about the sea")
         ask(url, key, "alice", "write me a poem")
         dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",

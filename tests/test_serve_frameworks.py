@@ -13,11 +13,9 @@ import os
 import pytest
 from fake_openai_base import FakeOpenAIBase
 from pydantic import BaseModel
-from serve_helpers import add, running
+from serve_helpers import add, serving
 
-from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig
-from personalign.serve.store import Store
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM: no download of its price list
 QUESTION = "what is the weather in Paris"
@@ -45,9 +43,7 @@ def endpoints(tmp_path_factory):
     with FakeOpenAIBase() as base_url:
         config = ServeConfig(data_dir=str(tmp_path), base_llm="openai:fake-base",
                              base_llm_options={"base_url": base_url, "api_key": "unused"})
-        store = Store(config.store())
-        key = store.add_tenant("acme")
-        with running(create_app(config, store=store)) as url:
+        with serving(config) as (url, key):
             add(url, key, "alice", "I love cats", "I live in Paris")
             yield f"{url}/v1", key, base_url
 

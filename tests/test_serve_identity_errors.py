@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fakes import FakeEchoLLM
 from scripted_base import scripted_bases
-from serve_helpers import add, client, openai, running
+from serve_helpers import add, client, openai, running, serving
 
 from personalign.errors import ConfigError
 from personalign.serve.app import create_app
@@ -25,9 +25,7 @@ HI = [{"role": "user", "content": "what do I like?"}]
 @pytest.fixture
 def service(tmp_path):
     config = ServeConfig(data_dir=str(tmp_path))
-    store = Store(config.store())
-    key = store.add_tenant("acme")
-    with running(create_app(config, base_llm=FakeEchoLLM(), store=store)) as url:
+    with serving(config, FakeEchoLLM()) as (url, key):
         add(url, key, "zoë", "zoë likes sailing")
         add(url, key, "bob", "bob likes chess")
         yield url, key
@@ -104,9 +102,7 @@ def test_an_unexpected_failure_is_a_500_in_the_openai_shape(tmp_path):
             raise RuntimeError("a bug, not an upstream error")
 
     config = ServeConfig(data_dir=str(tmp_path), fallback_to_base=False)
-    store = Store(config.store())
-    key = store.add_tenant("acme")
-    with running(create_app(config, base_llm=Broken(), store=store)) as url:
+    with serving(config, Broken()) as (url, key):
         reply = httpx.post(f"{url}/v1/chat/completions", json={"model": "personalign", "messages": HI, "user": "u"},
                            headers={"Authorization": f"Bearer {key}"})
     assert reply.status_code == 500 and openai_shaped(reply)["code"] == "internal_error"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fake_openai_base import FakeOpenAIBase
 from fakes import FakeEchoLLM
-from serve_helpers import add, client, openai, running
+from serve_helpers import add, client, openai, running, serving
 
 from personalign.serve.app import create_app
 from personalign.serve.config import ServeConfig
@@ -161,9 +161,7 @@ def test_what_the_service_cannot_honour_is_refused_by_name(stack, tmp_path):
     harmless = chat(service, metadata={"a": "b"}, store=False, frequency_penalty=0, parallel_tool_calls=True)
     assert harmless.choices[0].message.content == "fake answer to: what is the weather in Paris"
     config = ServeConfig(data_dir=str(tmp_path / "echo"))
-    store = Store(config.store())
-    echo_key = store.add_tenant("acme")
-    with running(create_app(config, base_llm=FakeEchoLLM(), store=store)) as echo:  # a base without tools or JSON
+    with serving(config, FakeEchoLLM()) as (echo, echo_key):  # a base without tools or JSON
         for body, param in (({"tools": WEATHER}, "tools"), ({"response_format": {"type": "json_object"}}, "response_format"),
                             ({"logprobs": True}, "logprobs"), ({"messages": image}, "messages.0.content.1")):
             reply = httpx.post(f"{echo}/v1/chat/completions", headers={"Authorization": f"Bearer {echo_key}"},
@@ -243,9 +241,7 @@ class FakeReflectionLLM(FakeEchoLLM):
     ("I forgot the tags", None)])
 def test_rpo_streams_its_personalized_segment_through_the_service(tmp_path, reply, expected):
     config = ServeConfig(data_dir=str(tmp_path), method="rpo", method_options={"reflection_llm": FakeReflectionLLM(reply)})
-    store = Store(config.store())
-    key = store.add_tenant("acme")
-    with running(create_app(config, base_llm=FakeEchoLLM(), store=store)) as url:
+    with serving(config, FakeEchoLLM()) as (url, key):
         add(url, key, "alice", "I like brief answers")
         service = client(url, key)
         whole = chat(service, user="alice")
@@ -264,9 +260,7 @@ def test_rpo_streams_its_personalized_segment_through_the_service(tmp_path, repl
 @pytest.mark.model
 def test_the_embedded_model_streams_tokens_as_it_generates_them(tmp_path):
     config = ServeConfig(data_dir=str(tmp_path), base_llm="llamacpp", base_llm_options={"n_ctx": 2048})
-    store = Store(config.store())
-    key = store.add_tenant("acme")
-    with running(create_app(config, store=store)) as url:
+    with serving(config) as (url, key):
         add(url, key, "alice", "I play the violin", "My favourite composer is Bach")
         service = client(url, key)
         for user in ("alice", None):

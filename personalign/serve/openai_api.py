@@ -19,7 +19,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from personalign.serve.personalizer import FinalOptions, Personalizer, Result, drain
+from personalign.serve.personalizer import FinalOptions, Personalizer, Result, Returning, drain
 
 # accepted and without effect here: dashboards, the provider's own storage, caching and routing hints
 HARMLESS = {"metadata", "store", "prompt_cache_key", "prompt_cache_retention", "service_tier"}
@@ -166,14 +166,11 @@ def completion_body(results: list[Result], model: str) -> dict[str, Any]:
 def events(body: ChatRequest, run: Run, record: Callable[[Result], None]) -> Iterator[tuple[int, str | Result]]:
     """``(choice index, text piece)`` as the final stage generates it, then ``(index, Result)``; choices in turn."""
     for index in range(body.n):
-        generator = run(True)
-        while True:
-            try:
-                yield index, next(generator)
-            except StopIteration as done:
-                record(done.value)
-                yield index, done.value
-                break
+        choice = Returning(run(True))
+        for piece in choice:
+            yield index, piece
+        record(choice.value)
+        yield index, choice.value
 
 
 def primed(stream: Iterator[Any]) -> Iterator[Any]:

@@ -83,13 +83,22 @@ def tool_turns(messages: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class Returning:
+    """Iterates a generator and keeps what it returns: ``value``, once the iteration is over."""
+
+    def __init__(self, generator: Generator[Any, None, Any]):
+        self.generator, self.value = generator, None
+
+    def __iter__(self) -> Generator[Any, None, None]:
+        self.value = yield from self.generator
+
+
 def drain(run: Generator[str, None, Result]) -> Result:
     """A run's Result, its streamed pieces (none when it does not stream) passed over."""
-    while True:
-        try:
-            next(run)
-        except StopIteration as done:
-            return done.value
+    returning = Returning(run)
+    for _ in returning:
+        pass
+    return returning.value
 
 
 @dataclass
@@ -250,15 +259,12 @@ class Personalizer:
                 # the final stage gets the client's options when its text is the answer; otherwise (RPO's
                 # reflection) a stop string could cut its <think> part: the service cuts the answer instead
                 final = options.apply if method.output_filter == "plain" else (lambda request: request)
-                plan = stream_plan(method.plan(example, profile), method.backends(), method.final_stage, final, stream)
-                while True:
-                    try:
-                        piece = next(plan)
-                    except StopIteration as done:
-                        answer, last = done.value
-                        break
+                plan = Returning(stream_plan(method.plan(example, profile), method.backends(), method.final_stage,
+                                             final, stream))
+                for piece in plan:
                     if new := extract.feed(piece):
                         yield new
+                answer, last = plan.value
         except BackendError as exc:
             LOG.warning("base model failed: %s", error_summary(exc))
             raise UpstreamError.of(exc) from None

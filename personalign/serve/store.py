@@ -210,15 +210,12 @@ class Store:
         pages) copy the WAL into the database and truncate it to 0 bytes, so no page image holding a deleted row
         remains; with ``vacuum_after_delete``, also ``vacuum()``. False (logged) when a reader kept the WAL
         from being truncated; the next delete or ``personalign vacuum`` completes it."""
-        done = True
-        if self.engine.dialect.name == "sqlite":
-            done = checkpoint(self.engine)
-        if self.vacuum_after_delete:
+        if self.vacuum_after_delete:  # on SQLite it ends with the truncating checkpoint
             vacuumed = self.vacuum()
             if not vacuumed:
                 LOG.warning(vacuumed.problem)
-            done = vacuumed.done and done
-        return done
+            return vacuumed.done
+        return checkpoint(self.engine) if self.engine.dialect.name == "sqlite" else True
 
     def vacuum(self) -> Vacuumed:
         """Rewrite every table so that deleted rows leave the store's files. PostgreSQL: ``VACUUM FULL`` (each

@@ -24,13 +24,17 @@ _OPEN = re.compile(r"<think>.*?</think>\s*<personalized>", re.DOTALL | re.IGNORE
 _CLOSE = "</personalized>"
 
 
+def unsettled_tail(text: str, markers: tuple[str, ...]) -> int:
+    """The length of the longest tail of ``text`` that could be the start of one of ``markers``."""
+    return max((n for marker in markers for n in range(1, len(marker)) if text.endswith(marker[:n])), default=0)
+
+
 def held_stop(text: str, stop: tuple[str, ...]) -> str:
     """``text`` cut at a stop string, less any tail that could be the start of one (not certain yet)."""
     cut = cut_at_stop(text, stop)
     if cut != text:
         return cut
-    hold = max((n for s in stop for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
-    return text[:len(text) - hold]
+    return text[:len(text) - unsettled_tail(text, stop)]
 
 
 class FinalText:
@@ -79,8 +83,7 @@ class FinalText:
         if end >= 0:
             return self.text(raw) or ""
         segment = segment.lstrip()
-        hold = max((n for n in range(1, len(_CLOSE)) if segment.lower().endswith(_CLOSE[:n])), default=0)
-        segment = segment[:len(segment) - hold].rstrip()  # trailing space may end up stripped
+        segment = segment[:len(segment) - unsettled_tail(segment.lower(), (_CLOSE,))].rstrip()  # trailing space may end up stripped
         return held_stop(segment, self.stop).rstrip()
 
     @staticmethod
