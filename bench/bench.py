@@ -164,7 +164,7 @@ def end_to_end_section(args: argparse.Namespace) -> Section:
 def serving_section(args: argparse.Namespace) -> Section:
     """A trained RPO reflection model served four ways: transformers one by one and batched, llama.cpp GGUF."""
     from personalign.backends import get_llm
-    from personalign.rpo.export import export_gguf
+    from personalign.train.export import export_gguf
     from personalign.rpo.prompts import reflection_messages
     from personalign.types import GenParams
 

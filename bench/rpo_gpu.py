@@ -174,7 +174,7 @@ def sft_bench(config, pooled: list[dict], batches: list[int], steps: int, work: 
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
-    from personalign.rpo.model_io import load_trainable
+    from personalign.train.model_io import load_trainable
     from personalign.rpo.sft import ReflectionSFTTrainer, StepClock, checkpointing_field, sft_records
 
     batch, cuda, results = batches[0], torch.cuda.is_available(), {}
@@ -245,7 +245,7 @@ def trl_grpo_step_time(config, prompts_file: Path, init: Path, steps: int, work:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from personalign.rpo.model_io import load_trainable
+    from personalign.train.model_io import load_trainable
     from personalign.rpo.prompts import reflection_messages
     from personalign.rpo.rewards import task_reward
     from personalign.rpo.sft import StepClock

@@ -71,7 +71,7 @@ run)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi: a CPU rehearsal"
   tasks=${TASKS:-LaMP_6 LaMP_2 LaMP_7 LaMP_3 LaMP_5} start=$(date +%s)
   # dequantize the GGUF once, before the task processes would each do it
-  python3 -c "from personalign.rpo.model_io import resolve_model; print('model:', resolve_model('bundled'))"
+  python3 -c "from personalign.train.model_io import resolve_model; print('model:', resolve_model('bundled'))"
   # Every task in its own process, all at once: a step of this 135M model leaves the GPU mostly idle (it is
   # bound by Python and kernel launches), so the processes interleave on it; a CUDA error stays in its process.
   # A task still running after TASK_TIMEOUT seconds is stopped (its folder then has no summary).

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from personalign.rpo.config import load_config
-from personalign.training.checkpoint import TrainerState, save_checkpoint
+from personalign.train.checkpoint import TrainerState, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,13 +12,13 @@ import torch
 from personalign.errors import ConfigError
 from personalign.rpo.config import ReflectionRLConfig as RLConfig
 from personalign.rpo.config import RPOConfig
-from personalign.rpo.curriculum import schedule, shots_for_epoch
+from personalign.train.curriculum import schedule, shots_for_epoch
 from personalign.rpo.rewards import format_penalty, task_reward
 from personalign.rpo.rl import ReflectionRLTrainer, RLPrompt, train_rl
-from personalign.training.advantages import (group_baseline, informative_groups, reinforce_pp_baseline, token_returns,
+from personalign.train.advantages import (group_baseline, informative_groups, reinforce_pp_baseline, token_returns,
                                              whiten)
-from personalign.training.checkpoint import check_resume
-from personalign.training.rl import checkpoint_due, clipped_step, completion_mask, epoch_order, policy_loss
+from personalign.train.checkpoint import check_resume
+from personalign.train.rl import checkpoint_due, clipped_step, completion_mask, epoch_order, policy_loss
 from personalign.tasks import get_task
 from personalign.tasks.metrics import rouge_scores
 
@@ -257,7 +257,7 @@ class _Interrupt(Exception):
 
 @pytest.mark.model
 def test_tiny_rl_run_resumes_after_an_interruption_and_refuses_a_changed_config(tmp_path):
-    from personalign.rpo.model_io import load_trainable
+    from personalign.train.model_io import load_trainable
 
     out = tmp_path / "rl"
     trainer = ReflectionRLTrainer(_tiny_config(epochs=2), PROMPTS, "bundled", out, item_max_words=8)

@@ -73,7 +73,7 @@ def test_train_sft_rejects_bad_config_before_loading_a_model(sft, tmp_path):
 
 @pytest.mark.model
 def test_tiny_sft_run_on_the_bundled_model(tmp_path):
-    from personalign.rpo.model_io import load_trainable
+    from personalign.train.model_io import load_trainable
     from personalign.rpo.sft import ReflectionSFTTrainer, train_sft
 
     trainer = ReflectionSFTTrainer(_config().sft, _trajectories(), tmp_path / "inspect").trainer
@@ -97,7 +97,7 @@ def test_tiny_sft_run_on_the_bundled_model(tmp_path):
 
     # served through llama.cpp after GGUF export: the same greedy answer as transformers
     from personalign.backends import get_llm
-    from personalign.rpo.export import export_gguf
+    from personalign.train.export import export_gguf
     from personalign.types import GenParams
 
     # f32 keeps greedy answers identical to transformers; f16 (the default, half the size) need not
@@ -116,7 +116,7 @@ def test_tiny_sft_run_on_the_bundled_model(tmp_path):
 
 def test_export_needs_no_network(monkeypatch):
     """The converter comes with ``make setup``; export itself never runs ``pip download``."""
-    import personalign.rpo.export as export
+    import personalign.train.export as export
 
     monkeypatch.delenv("LLAMA_CPP_CONVERT_SCRIPT", raising=False)
     monkeypatch.setattr(export, "_fetch_converter", lambda *a: pytest.fail("export tried to fetch the converter"))
@@ -126,7 +126,7 @@ def test_export_needs_no_network(monkeypatch):
 
 
 def test_export_gguf_rejects_a_folder_without_a_model(tmp_path):
-    from personalign.rpo.export import export_gguf
+    from personalign.train.export import export_gguf
 
     with pytest.raises(ConfigError, match="not a transformers model folder"):
         export_gguf(tmp_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 from personalign import registry
 from personalign.cli.common import add_cache_dir
 from personalign.errors import ConfigError
-from personalign.rpo.export import OUT_TYPES
+from personalign.train.export import OUT_TYPES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from personalign.rpo.export import export_gguf
+    from personalign.train.export import export_gguf
 
     print(export_gguf(args.model, args.out, args.type))
     return 0

@@ -35,7 +35,7 @@ from personalign.errors import ConfigError
 from personalign.hydra.scorer import FactorizedScorer, Group, ScorerConfig, pair_features
 from personalign.methods.base import Method
 from personalign.methods.icl import most_recent
-from personalign.retrievers._util import LRU
+from personalign.retrievers.ranking import LRU
 from personalign.store import profile_key, stable_hash
 from personalign.tasks.filters import apply_filter
 from personalign.tasks.metrics import example_score

@@ -1,7 +1,7 @@
 """ICL: a fixed number k of the user's most recent history items in the prompt."""
 
 from personalign.methods.base import Method
-from personalign.retrievers._util import recency_order
+from personalign.retrievers.ranking import recency_order
 from personalign.types import Answer, Trace
 
 

@@ -30,7 +30,7 @@ from personalign.methods.base import Method
 from personalign.methods.icl import most_recent
 from personalign.rpm.user_model import (FEATURE_SCHEMA, BuildCost, ItemModel, UserModel, build_factors, item_parts,
                                         parse_features)
-from personalign.retrievers._util import LRU
+from personalign.retrievers.ranking import LRU
 from personalign.store import SqliteStore, item_key, profile_key
 from personalign.types import Answer, GenParams, Request, Trace
 

@@ -1,6 +1,6 @@
 """``personalign train popi rl``: POPI's summarizer trained with the generic REINFORCE++-baseline trainer.
 
-POPI supplies :class:`personalign.training.rl.RLTrainer` with its prompts (one train user's history per
+POPI supplies :class:`personalign.train.rl.RLTrainer` with its prompts (one train user's history per
 prompt), a renderer (the summarizer prompt) and a reward that runs the frozen generator on each sampled
 summary, cut to the budget, and scores its answer with the task metric minus a length penalty. The
 trained summarizer goes to ``<out>/<task>/rl/model``; ``personalign export`` makes it a GGUF for the
@@ -29,8 +29,8 @@ from personalign.popi.summary import answer_score, conditioned_input, enforce_bu
 from personalign.rpo.config import SFTConfig
 from personalign.store import default_cache_dir
 from personalign.tasks import get_task
-from personalign.training.advantages import informative_groups
-from personalign.training.rl import RLConfig, RLTrainer
+from personalign.train.advantages import informative_groups
+from personalign.train.rl import RLConfig, RLTrainer
 from personalign.types import GenParams, Messages, Request
 
 

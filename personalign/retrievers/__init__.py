@@ -7,7 +7,7 @@ from typing import Any
 
 from personalign import registry
 from personalign.errors import ConfigError
-from personalign.retrievers._util import rank_by_scores
+from personalign.retrievers.ranking import rank_by_scores
 from personalign.retrievers.base import Retriever
 
 

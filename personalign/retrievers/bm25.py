@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from personalign.retrievers._util import LRU, rank_by_scores, recency_order, reject_arg
+from personalign.retrievers.ranking import LRU, rank_by_scores, recency_order, reject_arg
 from personalign.retrievers.base import Retriever
 from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem

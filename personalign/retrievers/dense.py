@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from personalign.errors import ConfigError
-from personalign.retrievers._util import LRU, rank_by_scores
+from personalign.retrievers.ranking import LRU, rank_by_scores
 from personalign.retrievers.base import Retriever
 from personalign.store import SqliteStore, stable_hash
 from personalign.tasks.spec import TaskSpec

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from personalign.retrievers._util import reject_arg
+from personalign.retrievers.ranking import reject_arg
 from personalign.retrievers.base import Retriever
 from personalign.store import stable_hash
 from personalign.tasks.spec import TaskSpec

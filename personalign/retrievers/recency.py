@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from personalign.retrievers._util import recency_order, reject_arg
+from personalign.retrievers.ranking import recency_order, reject_arg
 from personalign.retrievers.base import Retriever
 from personalign.tasks.spec import TaskSpec
 from personalign.types import ProfileItem

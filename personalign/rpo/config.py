@@ -8,7 +8,7 @@ from typing import Any
 
 from personalign.config import load_dataclass
 from personalign.rpo.template_teacher import TEMPLATE_STYLES, TEXT_TARGETS
-from personalign.training.rl import RLConfig
+from personalign.train.rl import RLConfig
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """RPO stage 2: the reflection model trained with the generic REINFORCE++-baseline trainer.
 
-RPO supplies three things to :class:`personalign.training.rl.RLTrainer`: the prompts (query, A_base, the
+RPO supplies three things to :class:`personalign.train.rl.RLTrainer`: the prompts (query, A_base, the
 user's ranked history, gold), a renderer that puts the first k history items in the reflection prompt with
 k following the progressive curriculum (``curriculum.schedule``), and the task reward with its format
 penalty (``rewards.task_reward``).
@@ -14,11 +14,11 @@ from typing import Any
 
 from personalign.errors import ConfigError
 from personalign.rpo.config import RPOConfig
-from personalign.rpo.curriculum import schedule
+from personalign.train.curriculum import schedule
 from personalign.rpo.prompts import parse_reflection, reflection_messages
 from personalign.rpo.rewards import format_penalty, task_reward
 from personalign.tasks import get_task
-from personalign.training.rl import RLTrainer
+from personalign.train.rl import RLTrainer
 from personalign.types import Messages
 
 

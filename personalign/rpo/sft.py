@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from personalign.backends import shorten_messages
 from personalign.errors import ConfigError
 from personalign.rpo.config import RPOConfig, SFTConfig
-from personalign.rpo.model_io import load_trainable, save_model
+from personalign.train.model_io import load_trainable, save_model
 from personalign.types import Messages
 
 

@@ -2,7 +2,7 @@
 
 The conversion is llama.cpp's own ``convert_hf_to_gguf.py``, taken from the llama-cpp-python source
 distribution of the installed version (so the GGUF format matches the runtime). ``make setup`` fetches
-it once, with the other packages, into the environment (``python -m personalign.rpo.export --fetch``);
+it once, with the other packages, into the environment (``python -m personalign.train.export --fetch``);
 ``export`` itself never touches the network. It is found at ``$LLAMA_CPP_CONVERT_SCRIPT``, else in
 the environment's ``share/personalign/``.
 """
@@ -38,7 +38,7 @@ def converter_script() -> Path:
     folder = converter_dir(runtime)
     if not (folder / "convert_hf_to_gguf.py").is_file():
         raise ConfigError(f"the llama.cpp converter is not installed at {folder}: run `make setup`, or once with "
-                          "network access `python -m personalign.rpo.export --fetch`; or set LLAMA_CPP_CONVERT_SCRIPT")
+                          "network access `python -m personalign.train.export --fetch`; or set LLAMA_CPP_CONVERT_SCRIPT")
     return folder / "convert_hf_to_gguf.py"
 
 
@@ -101,7 +101,7 @@ def export_gguf(model_dir: str | Path, out: str | Path | None = None, out_type: 
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--fetch"]:
-        sys.exit("usage: python -m personalign.rpo.export --fetch   (install time: fetch the llama.cpp converter)")
+        sys.exit("usage: python -m personalign.train.export --fetch   (install time: fetch the llama.cpp converter)")
     try:
         print(fetch_converter())
     except ConfigError as exc:

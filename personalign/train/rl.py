@@ -6,7 +6,7 @@ plain function returning one float per completion. RPO trains its reflection mod
 (``personalign.rpo.rl``), and a POPI summarizer would pass its own prompts and reward.
 
 Each step samples ``n = samples_per_prompt`` completions per prompt and builds token advantages with
-:func:`personalign.training.advantages.reinforce_pp_baseline`: the reward minus its group mean on the last
+:func:`personalign.train.advantages.reinforce_pp_baseline`: the reward minus its group mean on the last
 token, ``-beta * KL_t`` (k1, policy vs the frozen initial model) on every token, returns with gamma = 1,
 whitened over the completion tokens of the batch. Groups whose rewards all tie are dropped from whitening
 and from the loss, and their share is logged. The loss is PPO's clipped surrogate, a token-level masked
@@ -38,8 +38,8 @@ import torch
 
 from personalign.backends import content_sha256, shorten_messages
 from personalign.errors import ConfigError
-from personalign.training.advantages import informative_groups, reinforce_pp_baseline
-from personalign.training.checkpoint import TrainerState, check_resume, find_checkpoint, save_checkpoint
+from personalign.train.advantages import informative_groups, reinforce_pp_baseline
+from personalign.train.checkpoint import TrainerState, check_resume, find_checkpoint, save_checkpoint
 from personalign.types import Messages
 
 P = TypeVar("P")
@@ -165,7 +165,7 @@ def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
 
 def _model_identity(spec: str | Path) -> str:
     """A local model's content hash (a retrained model at the same path is another model), else its name."""
-    from personalign.rpo.model_io import resolve_model
+    from personalign.train.model_io import resolve_model
 
     path = Path(resolve_model(spec))
     return content_sha256(path) if path.exists() else str(spec)
@@ -196,7 +196,7 @@ class RLTrainer(Generic[P]):
     def _setup(self, resume: bool) -> Path | None:
         from accelerate import Accelerator
 
-        from personalign.rpo.model_io import load_trainable
+        from personalign.train.model_io import load_trainable
 
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -291,7 +291,7 @@ class RLTrainer(Generic[P]):
 
     def train(self, resume: bool = True) -> dict[str, Any]:
         """Run every epoch (resuming from ``out_dir/checkpoint`` when its fingerprint matches); save ``out_dir/model``."""
-        from personalign.rpo.model_io import save_model
+        from personalign.train.model_io import save_model
 
         cfg, state = self.config, self.state
         checkpoint = self._setup(resume)
