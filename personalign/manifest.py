@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 import personalign
 
 _PACKAGES = ("torch", "transformers", "llama_cpp_python", "sentence-transformers", "bm25s", "rouge-score",
@@ -40,11 +42,19 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def config_record(config: Any) -> Any:
+    """A typed config as JSON-ready data: a pydantic model's ``model_dump`` (objects such as a ready
+    backend recorded by their text), a dataclass's fields, anything else as it is."""
+    if isinstance(config, BaseModel):
+        return config.model_dump(mode="json", fallback=repr)
+    return asdict(config) if is_dataclass(config) else config
+
+
 def write_manifest(path: str | Path, config: Any, data_hash: str | None, extra: dict[str, Any] | None = None) -> dict:
     """Write ``manifest.json`` (config, data hash, git revision, versions, machine) and return it."""
     manifest = {
         "personalign": personalign.__version__,
-        "config": asdict(config) if is_dataclass(config) else config,
+        "config": config_record(config),
         "data_sha256": data_hash,
         "git_revision": git_revision(),
         "packages": package_versions(),

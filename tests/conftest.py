@@ -5,11 +5,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["PERSONALIGN_CACHE_DIR"] = tempfile.mkdtemp(prefix="personalign-test-cache-")
 atexit.register(shutil.rmtree, os.environ["PERSONALIGN_CACHE_DIR"], True)
 sys.path.insert(0, str(Path(__file__).parent))
-from netutil import free_port  # noqa: E402
+from netutil import free_port, wait_until_up  # noqa: E402
 
 REALLAMP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "reallamp"
 
@@ -51,18 +49,7 @@ def llama_server() -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with code {proc.returncode}")
-            try:
-                if httpx.get(f"{base}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start within 180 s")
-            time.sleep(0.3)
+        wait_until_up(proc, f"{base}/models", "llama_cpp.server", seconds=180)
         yield base
     finally:
         proc.terminate()

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fakes import FakeEchoLLM
-from netutil import free_port
+from netutil import free_port, wait_until_up
 
 openai = pytest.importorskip("openai")
 uvicorn = pytest.importorskip("uvicorn")
@@ -78,16 +78,8 @@ def serve_process(config: Path, url: str) -> subprocess.Popen:
     """``personalign serve --config`` in its own process, once its /healthz answers."""
     proc = subprocess.Popen(CLI + ["serve", "--config", str(config), "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, "personalign serve exited"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "personalign serve did not start"
-        time.sleep(0.2)
+    wait_until_up(proc, f"{url}/healthz", "personalign serve")
+    return proc
 
 
 def serve_workers(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen, str, str]:

@@ -88,7 +88,7 @@ def test_eval_config_fills_the_task_into_method_options():
 
 def test_yaml_method_settings_survive_cli_defaults_and_unknown_keys_are_refused(tmp_path, capsys):
     config = tmp_path / "eval.yaml"
-    config.write_text("method: {k: 2, item_max_words: 9}\nseed: 3\n")
+    config.write_text("method_config: {k: 2, item_max_words: 9}\nseed: 3\n")
     out = tmp_path / "runs"
     assert main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "nearest-output", "--out", str(out),
                  "--config", str(config), "--cache-dir", str(tmp_path / "c")]) == 0
@@ -99,32 +99,32 @@ def test_yaml_method_settings_survive_cli_defaults_and_unknown_keys_are_refused(
     key = json.loads((tmp_path / "runs2" / "LaMP_3" / "user-dev" / "predictions" / "nearest-output.key.json").read_text())
     assert key["method_config"]["k"] == 5 and key["method_config"]["item_max_words"] == 9  # the flag wins, the rest stays
     capsys.readouterr()
-    config.write_text("method: {k: 2}\nmethods_options: {}\n")
+    config.write_text("method_config: {k: 2}\nmethods_options: {}\n")
     assert main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "user-prior", "--config", str(config),
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "unknown key(s) ['methods_options']" in err and len(err.strip().splitlines()) == 1
+    assert f"{config}: methods_options: unknown option; known: " in err and len(err.strip().splitlines()) == 1
 
 
 def test_eval_config_inherits_and_overrides_one_option_of_a_row(tmp_path):
     (tmp_path / "rows.yaml").write_text("seed: 4\nmethod_options:\n  rpo@sft: {reflection: a.gguf, reflection_max_tokens: 128}\n")
     (tmp_path / "val.yaml").write_text("inherit: rows.yaml\nmethod_options:\n  rpo@sft: {reflection: b.gguf}\n")
     config = read_eval_config(str(tmp_path / "val.yaml"))
-    assert config["seed"] == 4
-    assert config["method_options"] == {"rpo@sft": {"reflection": "b.gguf", "reflection_max_tokens": 128}}
+    assert config.seed == 4
+    assert config.method_options == {"rpo@sft": {"reflection": "b.gguf", "reflection_max_tokens": 128}}
     (tmp_path / "rows.yaml").write_text("inherit: val.yaml\n")
-    with pytest.raises(ConfigError, match="inherits itself"):
+    with pytest.raises(ConfigError, match="one level of inheritance only"):
         read_eval_config(str(tmp_path / "val.yaml"))
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--config", "/nonexistent/eval.yaml"], "cannot read"),
-    (["--limit", "-1"], "--limit must be a positive integer"),
-    (["--limit", "0"], "--limit must be a positive integer"),
-    (["--k", "-1"], "k must be an integer >= 1"),
+    (["--limit", "-1"], "--limit: Input should be greater than or equal to 1, got -1"),
+    (["--limit", "0"], "--limit: Input should be greater than or equal to 1, got 0"),
+    (["--k", "-1"], "--k: Input should be greater than or equal to 1, got -1"),
     (["--llm-options", "n_threads"], "expected key=value"),
-    (["--profile-control", "someone"], "unknown --profile-control"),
-    (["--concurrency", "0"], "--concurrency must be a positive integer"),
+    (["--profile-control", "someone"], "--profile-control: Input should be 'own', 'other-user' or 'none', got 'someone'"),
+    (["--concurrency", "0"], "--concurrency: Input should be greater than or equal to 1, got 0"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, message):
     code = main(["eval", "--data", str(EXAMPLES), "--task", "LaMP_3", "--methods", "user-prior",

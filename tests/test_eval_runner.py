@@ -6,7 +6,7 @@ import pytest
 from fakes import FakeHashLLM
 
 from personalign.data.lamp_io import write_outputs, write_questions
-from personalign.eval.predictions import PredictionLog
+from personalign.engine.predictions import PredictionLog
 from personalign.eval.runner import EvalConfig, run_eval
 from personalign.types import Example
 
@@ -48,7 +48,7 @@ def test_run_writes_official_outputs_metrics_and_manifest(tmp_path):
     assert {g["output"] for g in read_outputs(cfg.run_dir, "rag", "lamp_outputs")["golds"]} <= {"1", "3 stars", "5"}
     manifest = json.loads((cfg.run_dir / "manifest.json").read_text())
     assert manifest["status"] == "done" and len(manifest["data_sha256"]) == 64
-    assert manifest["config"]["method"]["k"] == 4
+    assert manifest["config"]["method_config"]["k"] == 4
     assert "| rag |" in (cfg.run_dir / "results.md").read_text()
     row = json.loads((cfg.run_dir / "predictions" / "rag.jsonl").read_text().splitlines()[0])
     assert len(row["trace"]["retrieved_ids"]) == 4 and row["trace"]["prompt_tokens"] > 0

@@ -171,5 +171,7 @@ def test_hydra_end_to_end_on_the_bundled_model(tmp_path):
     example = Example("q", task.format_input("Two friends laugh through a road trip."), user(9, "comedy", 6))
     answer = method.answer(example, example.profile)
     assert len(answer.trace.raw_outputs) == 3 and answer.raw in answer.trace.raw_outputs
-    assert answer.trace.extra["hydra_heads"]["adapter"] in {"user", "shared"}
+    assert answer.trace.extra["hydra_heads"]["adapter"] == "user"  # 6 items >= min_user_items: the user's own head
+    short = Example("q2", task.format_input("Two friends laugh through a road trip."), user(8, "comedy", 3))
+    assert method.answer(short, short.profile).trace.extra["hydra_heads"]["adapter"] == "shared"  # 3 < 4 items
     assert method.reranker.losses and method.adapter.losses

@@ -9,7 +9,7 @@ import pytest
 from fakes import FakeHashLLM
 
 from personalign.data.lamp_io import write_outputs, write_questions
-from personalign.eval.predictions import PredictionLog
+from personalign.engine.predictions import PredictionLog
 from personalign.eval.rescore import score_run
 from personalign.eval.runner import EvalConfig, run_eval
 from personalign.tasks import get_task

@@ -92,7 +92,7 @@ def test_the_reward_is_the_task_metric_minus_the_length_penalty():
 def test_summarizer_rl_steps_on_the_bundled_model_with_the_generator_in_the_reward(tmp_path):
     from personalign.popi.train import POPIConfig, SummarizerRLConfig, SummarizerRLTrainer, SummaryPrompt
 
-    config = POPIConfig(task="LaMP_3", summary_budget=16, summary_items=3, item_max_words=8, seed=0,
+    config = POPIConfig(task="LaMP_3", summary_budget=16, method_config={"summary_items": 3, "item_max_words": 8}, seed=0,
                         rl=SummarizerRLConfig(samples_per_prompt=2, prompts_per_step=1, epochs=1, prompts_per_epoch=2,
                                               max_new_tokens=12, micro_batch=2, learning_rate=1e-5))
     prompts = [SummaryPrompt("a", get_task("LaMP_3").format_input("It broke."), PROFILE, "1"),
@@ -154,11 +154,10 @@ def _train_split(tmp_path):
 def test_popi_generator_sft_trains_on_summary_conditioned_golds_with_the_bundled_model(tmp_path):
     from personalign.popi.generator import train_popi_generator
     from personalign.popi.train import POPIConfig
-    from personalign.rpo.config import SFTConfig
 
     config = POPIConfig(task="LaMP_3", data=str(_train_split(tmp_path)), out=str(tmp_path / "popi"), summary_budget=16,
-                        summary_items=3, item_max_words=8, generator_questions=3,
-                        generator_sft=SFTConfig(batch_size=3, epochs=1, max_length=512, learning_rate=1e-5))
+                        method_config={"summary_items": 3, "item_max_words": 8}, generator_questions=3,
+                        generator_sft={"batch_size": 3, "epochs": 1, "max_length": 512, "learning_rate": 1e-5})
     summary = train_popi_generator(config, cache_dir=str(tmp_path / "cache"))
     out = tmp_path / "popi" / "LaMP_3" / "generator"
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]

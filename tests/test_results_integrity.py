@@ -228,9 +228,9 @@ def test_resume_refusals_show_the_part_that_differs(tmp_path):
     run_eval(cfg, llm=FakeHashLLM(["3"]))
     for change in ("k", "data"):
         if change == "k":
-            cfg.method.k = 2
+            cfg.method_config.k = 2
         else:
-            cfg.method.k = 4
+            cfg.method_config.k = 4
             rating_data(tmp_path / "data", shift=1)
         with pytest.raises(ConfigError) as error:
             run_eval(cfg, llm=FakeHashLLM(["3"]))
@@ -312,7 +312,7 @@ def test_a_failed_write_names_the_file(tmp_path, limit=1000):
 
 FULL_LOG = textwrap.dedent("""
     import resource, sys
-    from personalign.eval.predictions import PredictionLog
+    from personalign.engine.predictions import PredictionLog
     resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
     try:
         with PredictionLog(sys.argv[1]) as log:

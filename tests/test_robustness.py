@@ -19,6 +19,7 @@ from personalign.types import Example
 
 HERE = Path(__file__).resolve().parent
 MEMORY_CAP = 3 << 30
+CASE_MEMORY = 128 << 20  # what one case's tiny (if malformed) files may add to the process's memory
 LAMP3 = get_task("LaMP_3")
 
 
@@ -154,7 +155,9 @@ def test_malformed_files_options_and_state_give_one_line_errors_under_a_memory_c
         elif outcome["code"] == 2 and outcome["stderr"].strip() and len(err) > 1:
             problems.append(f"{outcome['name']}: more than one error line: {outcome['stderr']}")
     assert not problems, "\n".join(problems)
-    assert max(o["peak_rss"] for o in outcomes) < MEMORY_CAP
+    assert {o["address_space_cap"] for o in outcomes} == {MEMORY_CAP}  # every case ran under the cap
+    grew = {o["name"]: o["rss_growth"] >> 20 for o in outcomes if o["rss_growth"] > CASE_MEMORY}
+    assert not grew, f"cases whose memory rose more than {CASE_MEMORY >> 20} MiB (MiB): {grew}"
 
 
 @pytest.mark.parametrize("name", ["deeply nested list", "gold outside the labels", "not utf-8"])

@@ -69,10 +69,8 @@ def test_rpo_retrieval_uses_query_joined_with_base_answer():
     assert seen == ["strings sound great 3"]
 
 
-def test_gold_never_reaches_the_inference_or_training_prompt():
-    method, _ = rpo(["<think>x</think><personalized>4</personalized>"])
-    trace = method.answer(EXAMPLE, PROFILE).trace
-    assert all(GOLD not in m["content"] for prompt in trace.prompts for m in prompt)
+def test_gold_is_in_the_sft_target_but_never_in_its_prompt():
+    # inference: tests/test_gold_leak.py runs RPO through the eval runner, which holds the golds
     teacher = FakeHashLLM([f"<think>short reason</think><personalized>{GOLD}</personalized>"])
     papers = [{"title": "Parsing Tweets", "abstract": "we parse tweets", "id": "t1"}]
     paper = Example(id="q5", input=LAMP5.format_input("we parse more tweets"), profile=papers)
@@ -201,7 +199,7 @@ def test_kept_input_targets_are_the_input_words_the_gold_uses():
 def test_an_unknown_template_style_is_a_one_line_config_error(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("trajectories:\n  template_style: gold\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml.trajectories: template_style 'gold' is not one of"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: trajectories.template_style: Input should be 'initial' or 'prior', got 'gold'$"):
         load_config(config)
 
 

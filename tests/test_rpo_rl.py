@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 from personalign.errors import ConfigError
 from personalign.rpo.config import ReflectionRLConfig as RLConfig
 from personalign.rpo.config import RPOConfig
-from personalign.train.curriculum import schedule, shots_for_epoch
+from personalign.train.curriculum import k_for_epoch, schedule
 from personalign.rpo.rewards import format_penalty, task_reward
 from personalign.rpo.rl import ReflectionRLTrainer, RLPrompt, train_rl
 from personalign.train.advantages import (group_baseline, informative_groups, reinforce_pp_baseline, token_returns,
@@ -138,15 +139,15 @@ def test_an_update_with_a_non_finite_gradient_is_skipped_and_the_weights_stay(ba
 def test_curriculum_schedule():
     assert schedule(5) == [2, 3, 4, 5, 6]
     assert schedule(8, epochs_per_step=2) == [2, 2, 3, 3, 4, 4, 5, 5]
-    assert schedule(9) == [2, 3, 4, 5, 6, 6, 6, 6, 6]  # capped at k_max
-    assert schedule(3, fixed_k=4) == [4, 4, 4]
-    assert shots_for_epoch(1) == 2 and shots_for_epoch(100) == 6
+    assert schedule(9) == [2, 3, 4, 5, 6, 6, 6, 6, 6]  # capped at k_to
+    assert schedule(3, k_from=4, k_to=4) == [4, 4, 4]  # a fixed k
+    assert k_for_epoch(1) == 2 and k_for_epoch(100) == 6
 
 
-@pytest.mark.parametrize("kwargs", [{"epoch": 0}, {"epoch": 1, "epochs_per_step": 0}, {"epoch": 1, "k_min": 7}])
+@pytest.mark.parametrize("kwargs", [{"epoch": 0}, {"epoch": 1, "epochs_per_step": 0}, {"epoch": 1, "k_from": 7}])
 def test_curriculum_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
-        shots_for_epoch(**kwargs)
+        k_for_epoch(**kwargs)
 
 
 def test_epoch_order_is_seeded_and_cut_to_prompts_per_epoch():
@@ -156,11 +157,18 @@ def test_epoch_order_is_seeded_and_cut_to_prompts_per_epoch():
     assert sorted(epoch_order(4, 1, RLConfig(prompts_per_epoch=None))) == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("rl", [RLConfig(kl_mode="k3"), RLConfig(samples_per_prompt=1), RLConfig(k_min=5, k_max=3),
-                                RLConfig(micro_batch=0), RLConfig(format_penalty=-0.5, epochs=1), RLConfig(save_every=-1)])
-def test_train_rl_rejects_bad_config_before_loading_a_model(rl, tmp_path):
+@pytest.mark.parametrize("rl, named", [({"kl_mode": "k3"}, "rl.kl_mode"), ({"samples_per_prompt": 1}, "rl.samples_per_prompt"),
+                                       ({"k_from": 5, "k_to": 3}, "rl: k_from (5) must not be above k_to (3)"),
+                                       ({"micro_batch": 0}, "rl.micro_batch"), ({"save_every": -1}, "rl.save_every")])
+def test_a_bad_rl_config_is_refused_by_name_when_it_is_read(rl, named):
+    with pytest.raises(ConfigError, match=f"^RPOConfig: {re.escape(named)}"):
+        RPOConfig(task="LaMP_3", rl=rl)
+
+
+def test_train_rl_rejects_a_bad_format_penalty_before_loading_a_model(tmp_path):
     with pytest.raises(ConfigError):
-        train_rl(RPOConfig(task="LaMP_3", rl=rl), [RLPrompt("x", "y", [], "3")], "/nonexistent", tmp_path)
+        train_rl(RPOConfig(task="LaMP_3", rl={"format_penalty": -0.5, "epochs": 1}), [RLPrompt("x", "y", [], "3")],
+                 "/nonexistent", tmp_path)
 
 
 def test_checkpoints_come_every_save_every_steps_and_at_the_end_and_never_with_zero():
@@ -214,15 +222,15 @@ def test_groups_whose_rewards_tie_get_no_advantage_and_do_not_scale_the_others()
 
 
 def test_resume_is_refused_when_the_fingerprint_changed(tmp_path):
-    saved = {"config": {"epochs": 5, "fixed_k": None}, "init_model": "abc", "prompts_sha256": "p"}
+    saved = {"config": {"epochs": 5, "k_from": 2}, "init_model": "abc", "prompts_sha256": "p"}
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "fingerprint.json").write_text(json.dumps(saved))
     check_resume(tmp_path / "checkpoint", saved)  # the same run resumes
-    changed = {"config": {"epochs": 6, "fixed_k": 4}, "init_model": "def", "prompts_sha256": "p"}
+    changed = {"config": {"epochs": 6, "k_from": None}, "init_model": "def", "prompts_sha256": "p"}
     with pytest.raises(ConfigError) as err:
         check_resume(tmp_path / "checkpoint", changed)
     message = str(err.value)
-    assert "config.epochs 5 → 6" in message and "config.fixed_k null → 4" in message
+    assert "config.epochs 5 → 6" in message and "config.k_from 2 → null" in message
     assert 'init_model "abc" → "def"' in message and "delete" in message and "\n" not in message
 
 
@@ -244,7 +252,7 @@ PROMPTS = [
 def _tiny_config(epochs: int) -> RPOConfig:
     rl = RLConfig(samples_per_prompt=4, max_new_tokens=12, epochs=epochs, prompts_per_step=2, prompts_per_epoch=2,
                   save_every=1, max_prompt_tokens=128, beta=0.05, learning_rate=1e-5, seed=3)
-    return RPOConfig(task="LaMP_2", rl=rl)
+    return RPOConfig(task="LaMP_2", rl=rl, method_config={"item_max_words": 8})
 
 
 def _log(out: Path) -> list[dict]:
@@ -260,7 +268,7 @@ def test_tiny_rl_run_resumes_after_an_interruption_and_refuses_a_changed_config(
     from personalign.train.model_io import load_trainable
 
     out = tmp_path / "rl"
-    trainer = ReflectionRLTrainer(_tiny_config(epochs=2), PROMPTS, "bundled", out, item_max_words=8)
+    trainer = ReflectionRLTrainer(_tiny_config(epochs=2), PROMPTS, "bundled", out)
     reward, calls = trainer.reward, []
 
     def interrupted(texts, rows):
@@ -278,7 +286,7 @@ def test_tiny_rl_run_resumes_after_an_interruption_and_refuses_a_changed_config(
     assert 0.0 <= rows[0]["zero_variance_share"] <= 1.0 and math.isfinite(rows[0]["kl_mean"])
     assert 0 < rows[0]["tokens_generated"] <= 8 * 12
 
-    second = train_rl(_tiny_config(epochs=2), PROMPTS, "bundled", out, item_max_words=8)
+    second = train_rl(_tiny_config(epochs=2), PROMPTS, "bundled", out)
     rows = _log(out)
     assert [r["step"] for r in rows] == [1, 2] and (rows[1]["epoch"], rows[1]["k"]) == (2, 3)  # continued
     assert second["resumed_from_step"] == 1 and second["steps_this_run"] == 1 and second["steps"] == 2
@@ -286,7 +294,7 @@ def test_tiny_rl_run_resumes_after_an_interruption_and_refuses_a_changed_config(
     assert model.config.model_type == "llama" and tokenizer.padding_side == "left"
 
     with pytest.raises(ConfigError, match="config.epochs 2 → 3"):
-        train_rl(_tiny_config(epochs=3), PROMPTS, "bundled", out, item_max_words=8)
+        train_rl(_tiny_config(epochs=3), PROMPTS, "bundled", out)
     assert [r["step"] for r in _log(out)] == [1, 2]  # the refused run lost nothing
 
 
@@ -331,7 +339,7 @@ def test_rl_stage_runs_under_accelerate_launch(tmp_path):
     prompts.write_text("".join(json.dumps(dataclasses.asdict(p)) + "\n" for p in PROMPTS))
     (prompts.parent / "manifest.json").write_text(json.dumps({"data_sha256": "test"}))  # the stage reads no data
     config = {"task": "LaMP_2", "out": str(tmp_path / "runs"), "skip_sft": True, "threads": 1,
-              "trajectories": {"item_max_words": 8},
+              "method_config": {"item_max_words": 8},
               "rl": {"samples_per_prompt": 2, "max_new_tokens": 8, "epochs": 1, "prompts_per_step": 1,
                      "prompts_per_epoch": 1, "max_prompt_tokens": 96, "save_every": 1}}
     (tmp_path / "rl.yaml").write_text(yaml.safe_dump(config))

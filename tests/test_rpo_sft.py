@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from personalign.errors import ConfigError
-from personalign.rpo.config import RPOConfig, SFTConfig
+from personalign.rpo.config import RPOConfig
 from personalign.rpo.prompts import format_reflection, reflection_messages
-from personalign.rpo.sft import sft_records
 from personalign.tasks import get_task
+from personalign.train.sft import sft_records
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,7 +34,7 @@ def _trajectories(n: int = 4) -> list[dict]:
 
 
 def _config(**sft) -> RPOConfig:
-    return RPOConfig(task="LaMP_2", sft=SFTConfig(batch_size=2, max_length=256, epochs=1, learning_rate=1e-5, **sft))
+    return RPOConfig(task="LaMP_2", sft={"batch_size": 2, "max_length": 256, "epochs": 1, "learning_rate": 1e-5, **sft})
 
 
 class _CharTokenizer:
@@ -63,20 +63,19 @@ def test_sft_records_reject_malformed_trajectories(bad):
 
 
 @pytest.mark.parametrize("sft", [{"warmup_ratio": 1.0}, {"batch_size": 0}, {"checkpoints": -1}])
-def test_train_sft_rejects_bad_config_before_loading_a_model(sft, tmp_path):
-    from personalign.rpo.sft import train_sft
-
-    config = RPOConfig(sft=SFTConfig(model="/nonexistent", **sft))
-    with pytest.raises(ConfigError):
-        train_sft(config, _trajectories(1), tmp_path)
+def test_a_bad_sft_config_is_refused_by_name_before_a_model_loads(sft):
+    (name,) = sft
+    with pytest.raises(ConfigError, match=f"^RPOConfig: sft.{name}: "):
+        RPOConfig(sft={"model": "/nonexistent", **sft})
 
 
 @pytest.mark.model
 def test_tiny_sft_run_on_the_bundled_model(tmp_path):
     from personalign.train.model_io import load_trainable
-    from personalign.rpo.sft import ReflectionSFTTrainer, train_sft
+    from personalign.rpo.sft import train_sft
+    from personalign.train.sft import SFTTrainer
 
-    trainer = ReflectionSFTTrainer(_config().sft, _trajectories(), tmp_path / "inspect").trainer
+    trainer = SFTTrainer(_config().sft, _trajectories(), tmp_path / "inspect").trainer
     tokenizer = trainer.processing_class
     for row in trainer.train_dataset:
         prompt = tokenizer.decode([t for t, label in zip(row["input_ids"], row["labels"]) if label == -100])
@@ -157,29 +156,28 @@ def test_later_stages_take_the_data_hash_from_the_trajectories_manifest(tmp_path
 
 
 def test_sft_arguments_turn_checkpointing_off_under_either_transformers_name(tmp_path):
-    from personalign.rpo.sft import _sft_args
+    from personalign.train.sft import trl_sft_args
 
-    args = _sft_args(_config().sft, tmp_path, 8)
+    args = trl_sft_args(_config().sft, tmp_path, 8)
     assert getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", None)) is False
 
 
 def test_sft_checkpoints_and_length_grouping_reach_the_trainer_arguments(tmp_path):
-    from dataclasses import replace
-
-    from personalign.rpo.sft import _sft_args
+    from personalign.train.sft import trl_sft_args
 
     sft = _config().sft
-    default = _sft_args(sft, tmp_path, 64)
+    default = trl_sft_args(sft, tmp_path, 64)
     assert default.save_strategy == "steps" and default.train_sampling_strategy == "random"
-    short = _sft_args(replace(sft, checkpoints=0, group_by_length=True), tmp_path, 64)
+    short = trl_sft_args(sft.model_copy(update={"checkpoints": 0, "group_by_length": True}), tmp_path, 64)
     assert short.save_strategy == "no" and short.train_sampling_strategy == "group_by_length"
     assert not default.use_liger_kernel and not default.torch_compile and default.pad_to_multiple_of is None
-    fast = _sft_args(replace(sft, liger_kernel=True, torch_compile=True, pad_to_multiple_of=128), tmp_path, 64)
+    fast = trl_sft_args(sft.model_copy(update={"liger_kernel": True, "torch_compile": True, "pad_to_multiple_of": 128}),
+                        tmp_path, 64)
     assert fast.use_liger_kernel and fast.torch_compile and fast.pad_to_multiple_of == 128
 
 
 def test_step_clock_leaves_the_first_step_out_of_steady_throughput():
-    from personalign.rpo.sft import StepClock
+    from personalign.train.sft import StepClock
 
     clock = StepClock()
     clock.marks = [(10.0, 1000), (11.0, 3000), (13.0, 7000)]  # (seconds, tokens seen) at each step's end

@@ -166,7 +166,7 @@ def test_dense_retrieval_uses_background_embeddings_from_a_durable_queue_and_del
     """The bundled MiniLM embeds items off the request path; a queued job survives a restart."""
     import sqlite3
 
-    config = ServeConfig(data_dir=str(tmp_path), retriever="dense", derived_worker=False, k=1)
+    config = ServeConfig(data_dir=str(tmp_path), retriever="dense", derived_worker=False, method_config={"k": 1})
     key = Store(config.store()).add_tenant("acme")
     with running(create_app(config, base_llm=FakeEchoLLM())) as url:  # no worker: the job waits in the store
         felines, _ = add(url, key, "alice", "I adore felines and own three of them", "Stock market tips for 2021")

@@ -37,7 +37,7 @@ def test_two_service_processes_share_one_postgres_store(tmp_path):
         configs = []
         for port in ports:
             path = tmp_path / f"serve{port}.yaml"
-            path.write_text(f"store_url: '{url}'\nport: {port}\nretriever: dense\nk: 1\n"
+            path.write_text(f"store_url: '{url}'\nport: {port}\nretriever: dense\nmethod_config: {{k: 1}}\n"
                             "base_llm_options: {n_ctx: 1024}\n")
             configs.append(path)
         key, urls = tenant_key(configs[0]), [f"http://127.0.0.1:{p}" for p in ports]

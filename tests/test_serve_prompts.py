@@ -48,7 +48,7 @@ def collapsed(text: str) -> str:
 
 @pytest.fixture
 def service(tmp_path):
-    config = ServeConfig(data_dir=str(tmp_path), k=len(INJECTIONS) + 1)
+    config = ServeConfig(data_dir=str(tmp_path), method_config={"k": len(INJECTIONS) + 1})
     store = Store(config.store())
     key = store.add_tenant("acme")
     llm = FakeEchoLLM()

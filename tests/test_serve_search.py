@@ -102,7 +102,7 @@ def test_the_migration_indexes_the_items_of_an_existing_store(tmp_path):
 
 
 def test_the_service_retrieves_the_matching_item_from_a_large_history(tmp_path):
-    config = ServeConfig(data_dir=str(tmp_path), k=1)
+    config = ServeConfig(data_dir=str(tmp_path), method_config={"k": 1})
     store = Store(config.store())
     key = store.add_tenant("acme")
     store.add_items("acme", "alice", [{"text": f"note {n} about weather and errands"} for n in range(300)]

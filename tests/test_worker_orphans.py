@@ -55,9 +55,10 @@ def read_to_eof(stream, seconds: float) -> bool:
 
 BUSY_POOL = """
 import time
+from personalign.backends import get_llm
 from personalign.backends._pool import WorkerPoolLLM
 from personalign.types import GenParams
-llm = WorkerPoolLLM("llamacpp", 2, {"n_threads": 1})
+llm = WorkerPoolLLM("llamacpp", 2, {"n_threads": 1}, get_llm)
 llm.submit_batch([[{"role": "user", "content": f"Write a long story, number {i}."}] for i in range(6)],
                  GenParams(max_tokens=400))
 print("busy", flush=True)

@@ -30,6 +30,16 @@ def default_gguf_path() -> str:
     return str(path)
 
 
+def model_spec(model: str) -> str:
+    """A backend spec for a trained model's path or name: folders use transformers, ``.gguf`` files llama.cpp,
+    ``bundled`` the shipped GGUF; a spec (``llamacpp:/x.gguf``) is returned as it is."""
+    if model == "bundled":
+        return "llamacpp"
+    if ":" in model and not Path(model).exists():
+        return model
+    return f"llamacpp:{model}" if model.endswith(".gguf") else f"transformers:{model}"
+
+
 def model_cache_dir() -> Path:
     """Where converted model copies live: ``$PERSONALIGN_MODEL_CACHE`` or ``~/.cache/personalign/models``."""
     root = os.environ.get("PERSONALIGN_MODEL_CACHE")
@@ -105,7 +115,7 @@ def get_llm(spec: str, cache_path: str | Path | None = None, workers: int = 1, c
                               "use --concurrency for HTTP endpoints")
         from personalign.backends._pool import WorkerPoolLLM
 
-        llm: LLM = WorkerPoolLLM(spec, workers, options)
+        llm: LLM = WorkerPoolLLM(spec, workers, options, get_llm)
     else:
         llm = cls(arg or None, **options)
     if cache_path is not None:

@@ -18,7 +18,7 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, Callable
 
 from personalign.backends.base import LLM
 from personalign.errors import BackendError
@@ -53,18 +53,16 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_llm(spec: str, options: dict[str, Any]) -> LLM:
+def _worker_llm(build: Callable[..., LLM], spec: str, options: dict[str, Any]) -> LLM:
     global _WORKER
     if _WORKER is None:
-        from personalign.backends import get_llm
-
-        _WORKER = get_llm(spec, **options)
+        _WORKER = build(spec, **options)
         atexit.register(_WORKER.close)  # free the model before the interpreter tears its modules down
     return _WORKER
 
 
-def _call(spec: str, options: dict[str, Any], what: str, *args: Any) -> Any:
-    llm = _worker_llm(spec, options)
+def _call(build: Callable[..., LLM], spec: str, options: dict[str, Any], what: str, *args: Any) -> Any:
+    llm = _worker_llm(build, spec, options)
     if what == "info":
         return llm.name, llm.identity(), llm.describe()
     if what == "count":
@@ -73,10 +71,15 @@ def _call(spec: str, options: dict[str, Any], what: str, *args: Any) -> Any:
 
 
 class WorkerPoolLLM(LLM):
-    """Spread requests over ``workers`` processes that each run ``get_llm(spec, **options)``."""
+    """Spread requests over ``workers`` processes that each run ``build(spec, **options)``.
 
-    def __init__(self, spec: str, workers: int, options: dict[str, Any] | None = None):
+    ``build`` is ``personalign.backends.get_llm`` (passed in, so this module does not import its package back);
+    it must be a module-level function: the spawned workers import it by name.
+    """
+
+    def __init__(self, spec: str, workers: int, options: dict[str, Any] | None, build: Callable[..., LLM]):
         self.spec, self.workers, self.parallelism, self.asynchronous = spec, workers, workers, True
+        self.build = build
         self.options = dict(options or {})
         if spec.partition(":")[0] == "llamacpp" and not self.options.get("n_threads"):
             self.options["n_threads"] = max(1, (os.cpu_count() or 1) // workers)
@@ -92,7 +95,7 @@ class WorkerPoolLLM(LLM):
 
     def _submit(self, what: str, *args: Any):
         try:
-            return self._pool.submit(_call, self.spec, self.options, what, *args)
+            return self._pool.submit(_call, self.build, self.spec, self.options, what, *args)
         except BrokenProcessPool:
             raise self._died() from None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from personalign.backends import check_number, content_sha256, default_gguf_path, model_cache_dir, model_file_id, shorten_messages
 from personalign.backends.base import LLM
 from personalign.errors import BackendError, ConfigError
+from personalign.extras import installed, missing_extra
 from personalign.types import Completion, GenParams, Messages
 
 TEMPLATE_OVERHEAD = 48  # tokens the chat template may add (default system prompt, generation prompt)
@@ -82,10 +83,13 @@ class LlamaCppLLM(LLM):
                  n_batch: int = 512, quant: str | None = None, verbose: bool = False):
         for option, value, low in (("n_ctx", n_ctx, 64), ("n_batch", n_batch, 1)) + ((("n_threads", n_threads, 1),) if n_threads is not None else ()):
             check_number("llamacpp", option, value, low, integer=True)
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ConfigError("the llamacpp backend needs the pip package 'llama-cpp-python'") from None
+        if not installed("llama_cpp"):
+            feature = "the default LLM (the bundled SmolLM2 under llama.cpp)" if arg is None else "the llamacpp backend"
+            other = ("; or use an OpenAI-compatible endpoint: --llm openai:MODEL (serve: base_llm: openai:MODEL) "
+                     "with its base URL in PERSONALIGN_LLM_BASE_URL") if arg is None else ""
+            raise ConfigError(f"{missing_extra(feature, 'local')}{other}")
+        from llama_cpp import Llama
+
         path = Path(arg or default_gguf_path()).expanduser()
         if not path.is_file():
             raise BackendError(f"GGUF model file not found: {path}")

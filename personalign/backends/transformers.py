@@ -9,6 +9,7 @@ from typing import Any
 from personalign.backends import check_number, cut_at_stop, default_gguf_path, model_file_id, shorten_messages
 from personalign.backends.base import LLM
 from personalign.errors import BackendError, ConfigError
+from personalign.extras import require
 from personalign.types import Completion, GenParams, Messages
 
 
@@ -43,10 +44,9 @@ class TransformersLLM(LLM):
     """A causal LM run by ``transformers``; ``model`` and ``tokenizer`` are public for training code."""
 
     def __init__(self, arg: str | None = None, device: str = "cpu", dtype: str = "float32", batch_size: int = 8):
-        try:
-            import torch
-        except ImportError:
-            raise ConfigError("the transformers backend needs the pip packages 'torch' and 'transformers'") from None
+        require("the transformers backend", "train", "torch", "transformers")
+        import torch
+
         check_number("transformers", "batch_size", batch_size, 1, integer=True)
         if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ConfigError(f"unknown dtype '{dtype}'; use float32, bfloat16 or float16")

@@ -1,15 +1,11 @@
-"""Helpers shared by the command modules: comma lists, model options, method settings."""
+"""Helpers shared by the command modules: the parser, comma lists, the model flags (values are layered and
+checked by :mod:`personalign.config`)."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
-
-import yaml
 
 from personalign import registry
-from personalign.errors import ConfigError
-from personalign.methods.base import MethodConfig
 from personalign.store import CACHE_DIR_ENV, default_cache_dir
 
 
@@ -55,25 +51,3 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed for sampling, --limit and controls (default 0)")
     add_cache_dir(parser)
     parser.add_argument("--reflection", help="RPO reflection model: trained folder, .gguf, backend spec, or 'bundled'")
-
-def llm_options(text: str | None, flag: str = "--llm-options") -> dict:
-    """Parse ``key=value,...`` (values read as YAML scalars: 1 -> int, true -> bool)."""
-    options = {}
-    for pair in csv_list(text or ""):
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"bad {flag} entry '{pair}': expected key=value")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"bad {flag} value in '{pair}'") from None
-    return options
-
-def method_config(overrides: dict, where: str = "method options") -> MethodConfig:
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"{where}: expected a mapping of MethodConfig fields")
-    known = {f.name for f in fields(MethodConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown method option(s) {sorted(unknown)}; known: {sorted(known)}")
-    return MethodConfig(**overrides)

@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 
 from personalign import registry
-from personalign.cli.common import (
-    add_model_options,
-    llm_options,
-    method_config,
-)
-from personalign.methods import base_name
+from personalign.cli.common import add_model_options
+from personalign.config import key_values, load_settings
+from personalign.methods import base_name, method_options
+from personalign.methods.base import MethodConfig
 
 BRIEF_ITEM_WORDS = 14  # --brief shows each retrieved history item cut to this many words per field
 
@@ -31,15 +29,16 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     profile = read_history(args.history, task)  # checked with the task's field rules, bad items named by line
     cache = Path(args.cache_dir)
     method_cls = registry.load("methods", base_name(args.method))
-    llm = get_llm(args.llm or "llamacpp", cache_path=cache / "llm.sqlite", **llm_options(args.llm_options)) \
-        if method_cls.needs_llm else None
-    options = llm_options(args.method_options, "--method-options")
+    options = key_values(args.method_options, "--method-options")
     if args.reflection and base_name(args.method) == "rpo":
         options["reflection"] = args.reflection
-    fields_ = {"k": args.k} if args.k is not None else {}
-    method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever or "bm25", seed=args.seed or 0,
+    settings = load_settings(MethodConfig, None, {"k": args.k, "seed": args.seed})
+    method_options(args.method, options, "--method-options")  # checked before any model loads
+    llm = get_llm(args.llm or "llamacpp", cache_path=cache / "llm.sqlite", **key_values(args.llm_options, "--llm-options")) \
+        if method_cls.needs_llm else None
+    method = build_method(args.method, task, llm=llm, retriever=get_retriever(args.retriever or "bm25", seed=settings.seed,
                                                                            cache_dir=cache),
-                          config=method_config({**fields_, "seed": args.seed or 0}), cache_dir=cache, **options)
+                          config=settings, cache_dir=cache, **options)
     example = Example(id="query", input=task.format_input(args.query), profile=profile)
     answer = method.answer(example, profile)
     final = apply_filter(task, answer.output_filter, answer.raw, answer.trace.to_dict())

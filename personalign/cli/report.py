@@ -93,7 +93,7 @@ def _print_diagnostics(args: argparse.Namespace, tasks: dict, dirs: dict, result
     from personalign.eval.checks import manifest_data_dir
     from personalign.eval.diagnostics import diagnostics_rows
     from personalign.eval.report import markdown_table
-    from personalign.eval.rescore import run_logs
+    from personalign.eval.runs import run_logs
 
     for task_name, task in tasks.items():
         manifest = dirs[task_name] / "manifest.json"

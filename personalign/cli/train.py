@@ -16,34 +16,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from personalign.rpo.config import config_dict, load_config
     from personalign.rpo.pipeline import run_stage
 
-    overrides = {"task": args.task, "data": args.data, "split": args.split, "out": args.out}
+    cli = {"task": args.task, "data": args.data, "split": args.split, "out": args.out}  # None: not given
     if args.method == "popi":
-        return train_popi_cli(args, overrides)
-    config = load_config(args.config, {**overrides, "threads": args.threads})
+        return train_popi_cli(args, cli)
+    config = load_config(args.config, {**cli, "threads": args.threads})
     print(f"RPO {args.stage} for {config.task} ({config.split} split) -> {Path(config.out) / config.task / args.stage}")
     summary = run_stage(args.stage, config, args.cache_dir)
     print(json.dumps({"stage": args.stage, "summary": summary, "config": config_dict(config)[args.stage]}, indent=2))
     return 0
 
-def train_popi_cli(args: argparse.Namespace, overrides: dict) -> int:
-    from dataclasses import asdict
-
+def train_popi_cli(args: argparse.Namespace, cli: dict) -> int:
     from personalign.popi.generator import train_popi_generator
     from personalign.popi.train import load_popi_config, train_popi
 
     if args.stage not in ("rl", "generator"):
         raise ConfigError("POPI trains two things: personalign train popi rl (the summarizer), "
                           "personalign train popi generator (the generator's SFT)")
-    config = load_popi_config(args.config, overrides)
-    if args.threads:
-        config.rl.threads = args.threads
+    config = load_popi_config(args.config, {**cli, "rl": {"threads": args.threads}})  # one setting for both stages
     if args.stage == "generator":
         print(f"POPI generator SFT for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'generator'}")
         summary = train_popi_generator(config, args.cache_dir)
     else:
         print(f"POPI summarizer RL for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'rl'}")
         summary = train_popi(config, args.cache_dir)
-    print(json.dumps({"stage": f"popi-{args.stage}", "summary": summary, "config": asdict(config)}, indent=2))
+    print(json.dumps({"stage": f"popi-{args.stage}", "summary": summary, "config": config.model_dump(mode="json")}, indent=2))
     return 0
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -76,8 +72,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         if kind == "methods":
             uses_llm = {name: registry.load(kind, name).needs_llm for name in names}
             print("methods:    " + ", ".join(n for n in names if uses_llm[n]) + "   (these call the LLM)")
-            print("references: " + ", ".join(n for n in names if not uses_llm[n])
+            from personalign.methods import REFERENCES
+
+            print("references: " + ", ".join(n for n in names if not uses_llm[n] and n in REFERENCES)
                   + "   (no LLM: baselines a method must beat; `--methods references` runs those that fit the task)")
+            ceilings = [n for n in names if not uses_llm[n] and n not in REFERENCES]
+            if ceilings:
+                print("ceilings:   " + ", ".join(ceilings) + "   (no LLM; they know the true rules of "
+                      "`personalign data synth` data)")
         else:
             print(f"{kind + ':':<11} " + ", ".join(names))
     return 0

@@ -23,8 +23,8 @@ import numpy as np
 
 from personalign.data.lamp_io import load_split
 from personalign.eval.scoring import score_rows
-from personalign.methods._reference import majority, user_labels
 from personalign.tasks.spec import TaskSpec
+from personalign.tasks.user_answers import majority, user_labels
 
 LENIENCY_BUCKETS = ((0.0, 3.5, "harsh (< 3.5)"), (3.5, 4.5, "middle (3.5–4.5)"), (4.5, 9.9, "lenient (≥ 4.5)"))
 

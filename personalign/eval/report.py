@@ -7,7 +7,7 @@ from typing import Any
 
 from personalign import registry
 from personalign.errors import ConfigError, PersonalignError
-from personalign.eval.rescore import run_logs
+from personalign.eval.runs import run_logs
 from personalign.eval.scoring import score_rows
 from personalign.methods import base_name
 from personalign.tasks.spec import TaskSpec
@@ -35,9 +35,10 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def is_reference(label: str) -> bool:
-    """True for non-LLM reference rows (majority, mean, echo, lead, nearest output, user prior)."""
+    """True for non-LLM reference rows (majority, mean, echo, lead, nearest output, user prior); not the oracle."""
     try:
-        return not registry.load("methods", base_name(label.split("#", 1)[0])).needs_llm
+        method = registry.load("methods", base_name(label.split("#", 1)[0]))
+        return not method.needs_llm and not method.ceiling
     except PersonalignError:
         return False
 

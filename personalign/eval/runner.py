@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -19,58 +18,14 @@ from personalign.data.lamp_io import files_sha256, find_split_files, load_split,
 from personalign.engine import Engine
 from personalign.engine.progress import RequestProgress
 from personalign.errors import ConfigError, DataError
-from personalign.eval.predictions import PredictionLog
+from personalign.engine.predictions import PredictionLog
 from personalign.eval.rescore import score_run
+from personalign.eval.settings import CONTROLS, EvalConfig, EvalSettings  # noqa: F401 (the runner's API)
 from personalign.manifest import write_manifest
 from personalign.methods import base_name, build_method, expand_methods
-from personalign.methods.base import MethodConfig
 from personalign.retrievers import get_retriever
-from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 from personalign.types import Example, ProfileItem
-
-CONTROLS = ("own", "other-user", "none")
-
-
-@dataclass
-class EvalConfig:
-    """Every setting of an evaluation run (written to the run's manifest)."""
-
-    data: str
-    task: str
-    methods: list[str]
-    split: str = "user"
-    part: str = "dev"
-    retriever: str = "bm25"
-    llm: str = "llamacpp"
-    llm_options: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
-    seed: int = 0
-    out: str = "runs"
-    cache_dir: str = field(default_factory=default_cache_dir)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    profile_controls: list[str] = field(default_factory=lambda: ["own"])
-    concurrency: int = 8
-    workers: int = 1
-
-    def __post_init__(self) -> None:
-        if self.limit is not None and (type(self.limit) is not int or self.limit < 1):
-            raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
-        for name in ("concurrency", "workers"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise ConfigError(f"--{name} must be a positive integer, got {value!r}")
-        unknown = [c for c in self.profile_controls if c not in CONTROLS]
-        if unknown or not self.profile_controls:
-            raise ConfigError(f"unknown --profile-control {unknown or '(empty)'}; choose from: {', '.join(CONTROLS)}")
-        if not self.methods:
-            raise ConfigError("no methods given (--methods)")
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out) / self.task / f"{self.split}-{self.part}"
-
 
 def sample_examples(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
     """A seeded sample of ``limit`` examples, kept in file order."""
@@ -139,7 +94,8 @@ class EvalRunner:
         cache = Path(c.cache_dir)
         llm = self.backend() if _needs_llm(name) else None
         method = build_method(name, self.task, llm=llm, retriever=get_retriever(c.retriever, seed=c.seed, cache_dir=cache),
-                              config=c.method, cache_dir=cache, **c.method_options.get(name, {}))
+                              config=c.method_config, cache_dir=cache, **c.method_options.get(name, {}))
+        method.use_data(c.data)
         train_sha = None
         if method.needs_train:
             self._train = self._train or _train_split(c)
@@ -151,7 +107,8 @@ class EvalRunner:
         c = self.config
         return {"task": self.task.name, "split": c.split, "part": c.part, "data_sha256": self.data_sha256,
                 "train_sha256": train_sha, "limit": c.limit, "seed": c.seed, "method": name,
-                "method_config": asdict(c.method), "method_options": c.method_options.get(name, {}),
+                "method_config": method.config.model_dump(),  # as the method runs it (rpo: as its model was trained)
+                "method_options": c.method_options.get(name, {}),
                 "retriever": c.retriever, "models": method.identity(), "profile_control": control}
 
     def run_method(self, name: str, control: str) -> str:

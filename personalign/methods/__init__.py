@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from personalign import registry
 from personalign.backends.base import LLM
-from personalign.errors import ConfigError
+from personalign.config import Settings, validated
 from personalign.methods.base import Method, MethodConfig
 from personalign.retrievers.base import Retriever
 from personalign.tasks.spec import TaskSpec
@@ -35,6 +35,14 @@ def base_name(name: str) -> str:
     return name.split("@", 1)[0]
 
 
+def method_options(name: str, options: Mapping[str, object], where: str | None = None, at: str = "") -> Settings:
+    """The options of method ``name`` (``rpo@sft`` allowed) checked by its ``Options`` model before anything is built:
+    an unknown or mistyped option is one ConfigError line naming the method (or ``where``, the file, and ``at``,
+    the options' key path in it) and the option."""
+    cls = registry.load("methods", base_name(name))
+    return validated(cls.Options, options, where or f"method {name}", at)
+
+
 def build_method(
     name: str,
     task: TaskSpec,
@@ -44,16 +52,12 @@ def build_method(
     cache_dir: str | Path | None = None,
     **options: object,
 ) -> Method:
-    """Instantiate the method registered under ``name`` (``options`` go to its constructor).
+    """Instantiate the method registered under ``name``; ``options`` are checked by its ``Options`` model first.
 
     ``name`` may carry a label after ``@`` (``rpo@sft``) so one method can appear in a results table
     several times with different options; the label only names the row.
     """
     cls = registry.load("methods", base_name(name))
-    try:
-        return cls(task=task, llm=llm, retriever=retriever, config=config or MethodConfig(), cache_dir=cache_dir, **options)
-    except TypeError as exc:
-        match = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
-        if match is None:
-            raise
-        raise ConfigError(f"method {name}: unknown option '{match.group(1)}'") from None
+    checked = method_options(name, options)
+    return cls(task=task, llm=llm, retriever=retriever, config=config or MethodConfig(), cache_dir=cache_dir,
+               options=checked)

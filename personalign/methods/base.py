@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Generator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from personalign.backends.base import LLM
+from personalign.config import MethodConfig, Settings
 from personalign.engine import run_plan
 from personalign.errors import ConfigError
 from personalign.retrievers.base import Retriever, build_query
@@ -26,32 +26,8 @@ COT_INSTRUCTION = (
 )
 
 
-@dataclass
-class MethodConfig:
-    """Hyperparameters shared by the baseline methods (every one is recorded in run manifests)."""
-
-    k: int = 4
-    item_max_words: int = 40
-    max_new_tokens: int | None = None
-    cot_max_new_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    summary_items: int = 10
-    summary_max_tokens: int = 64
-    lead_words: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("k", "item_max_words", "cot_max_new_tokens", "summary_items", "summary_max_tokens", "lead_words"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise ConfigError(f"method option {name} must be an integer >= 1, got {value!r}")
-        if self.max_new_tokens is not None and (type(self.max_new_tokens) is not int or self.max_new_tokens < 1):
-            raise ConfigError(f"method option max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
-        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
-            raise ConfigError(f"method option temperature must be a number >= 0, got {self.temperature!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise ConfigError(f"method option top_p must be in (0, 1], got {self.top_p!r}")
+class NoOptions(Settings):
+    """The options of a method that takes none."""
 
 
 class Method(ABC):
@@ -64,6 +40,7 @@ class Method(ABC):
 
     needs_llm: bool = True
     needs_train: bool = False  # references fitted on the train split (population majority)
+    ceiling: bool = False  # knows the true answers (synthetic data's oracle): shown apart, never the best reference
     cot: bool = False
     # Per-user data a method can take ready-made in ``Example.derived[derived_key]`` (PAG's and POPI's
     # summaries, RPM's user model). Such a method also has ``derived_items`` (how many of the newest
@@ -73,6 +50,8 @@ class Method(ABC):
     # The stage of the request whose completion is the answer (the service streams it and gives it the
     # client's output options); None: no single final request (the answer is chosen among several).
     final_stage: str | None = "answer"
+    # The method's own options (``method_options`` in a config), a Settings model checked before construction.
+    Options: ClassVar[type[Settings]] = NoOptions
 
     def __init__(
         self,
@@ -81,11 +60,13 @@ class Method(ABC):
         retriever: Retriever | None = None,
         config: MethodConfig | None = None,
         cache_dir: str | Path | None = None,
+        options: Settings | None = None,
     ):
         if self.needs_llm and llm is None:
             raise ConfigError(f"method {type(self).__name__} needs an LLM backend")
         self.task, self.llm, self.retriever = task, llm, retriever
         self.config = config or MethodConfig()
+        self.options = options if isinstance(options, self.Options) else self.Options()
         self.cache_dir = Path(cache_dir) if cache_dir else None
 
     @classmethod
@@ -125,15 +106,11 @@ class Method(ABC):
     def fit(self, examples: Sequence[Example], golds: dict[str, str]) -> None:
         """Learn from the train split (only methods with ``needs_train``)."""
 
+    def use_data(self, data_dir: str | Path) -> None:
+        """Read what an evaluated data folder holds beside its splits (only ``oracle``: the synthetic rules)."""
+
     def params(self, max_tokens: int | None = None, cot: bool | None = None) -> GenParams:
-        cot = self.cot if cot is None else cot
-        default = self.config.cot_max_new_tokens if cot else self.config.max_new_tokens or self.task.max_new_tokens
-        return GenParams(
-            max_tokens=max_tokens or default,
-            temperature=self.config.temperature,
-            top_p=self.config.top_p,
-            seed=self.config.seed,
-        )
+        return self.config.params(self.task.max_new_tokens, self.cot if cot is None else cot, max_tokens)
 
     def ask(self, prompt: str, trace: Trace, max_tokens: int | None = None, stage: str = "answer",
             cot: bool | None = None) -> Generator[list[Request], list[Completion], str]:

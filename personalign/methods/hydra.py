@@ -27,14 +27,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from pydantic import Field
 from tqdm import tqdm
 
+from personalign.config import Settings
 from personalign.engine import Engine
 from personalign.engine.progress import SHOW_AFTER_SECONDS, RequestProgress
 from personalign.errors import ConfigError
+from personalign.extras import require
 from personalign.hydra.scorer import FactorizedScorer, Group, ScorerConfig, pair_features
 from personalign.methods.base import Method
-from personalign.methods.icl import most_recent
+from personalign.retrievers.ranking import most_recent
 from personalign.retrievers.ranking import LRU
 from personalign.store import profile_key, stable_hash
 from personalign.tasks.filters import apply_filter
@@ -49,34 +52,47 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class HYDRAOptions(Settings):
+    """HYDRA's own options (``method_options`` of an eval or service config)."""
+
+    candidates: int = Field(12, ge=1)         # retrieved items the reranker orders
+    samples: int = Field(4, ge=1)             # base answers sampled per question
+    sample_temperature: float = Field(0.8, ge=0)
+    min_user_items: int = Field(6, ge=1)
+    head_queries: int = Field(16, ge=1)
+    train_questions: int = Field(128, ge=1)
+    adapter_train_questions: int = Field(32, ge=1)
+    encoder: str | None = None
+    scorer: str | None = None                 # a saved scorer file (skips fitting)
+    hidden: int = Field(64, ge=1)
+    epochs: int = Field(40, ge=1)
+    head_l2: float = Field(1.0, ge=0)
+
+
 class HYDRA(Method):
     """Reranked retrieval, several base answers, and a per-user adapter that picks one."""
 
     needs_train = True
 
-    def __init__(self, *args: Any, candidates: int = 12, samples: int = 4, sample_temperature: float = 0.8,
-                 min_user_items: int = 6, head_queries: int = 16, train_questions: int = 128,
-                 adapter_train_questions: int = 32, encoder: str | None = None, scorer: str | None = None,
-                 hidden: int = 64, epochs: int = 40, head_l2: float = 1.0, **kwargs: Any):
+    Options = HYDRAOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        require("the hydra method (its embeddings and scorers)", "dense", "sentence_transformers", "torch")
         from personalign.retrievers.dense import DenseRetriever
 
-        for name, value in (("candidates", candidates), ("samples", samples), ("min_user_items", min_user_items),
-                            ("head_queries", head_queries), ("train_questions", train_questions),
-                            ("adapter_train_questions", adapter_train_questions)):
-            if type(value) is not int or value < 1:
-                raise ConfigError(f"hydra option {name} must be an integer >= 1, got {value!r}")
-        self.candidates, self.samples, self.sample_temperature = candidates, samples, float(sample_temperature)
-        self.min_user_items, self.head_queries = min_user_items, head_queries
-        self.train_questions, self.adapter_train_questions = train_questions, adapter_train_questions
-        self.scorer_config = ScorerConfig(hidden=hidden, epochs=epochs, head_l2=head_l2, seed=self.config.seed)
-        self.encoder = DenseRetriever(encoder, cache_dir=self.cache_dir)
+        o = self.options
+        self.candidates, self.samples, self.sample_temperature = o.candidates, o.samples, o.sample_temperature
+        self.min_user_items, self.head_queries = o.min_user_items, o.head_queries
+        self.train_questions, self.adapter_train_questions = o.train_questions, o.adapter_train_questions
+        self.scorer_config = ScorerConfig(hidden=o.hidden, epochs=o.epochs, head_l2=o.head_l2, seed=self.config.seed)
+        self.encoder = DenseRetriever(o.encoder, cache_dir=self.cache_dir)
         self.reranker: FactorizedScorer | None = None
         self.adapter: FactorizedScorer | None = None
         self.heads: LRU[dict[str, Any]] = LRU(512)
         self.scorer_path: Path | None = None
-        if scorer:
-            self.load(Path(scorer).expanduser())
+        if o.scorer:
+            self.load(Path(o.scorer).expanduser())
 
     # ------------------------------------------------------------ embeddings and utilities
 

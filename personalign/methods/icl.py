@@ -1,13 +1,8 @@
 """ICL: a fixed number k of the user's most recent history items in the prompt."""
 
 from personalign.methods.base import Method
-from personalign.retrievers.ranking import recency_order
+from personalign.retrievers.ranking import most_recent
 from personalign.types import Answer, Trace
-
-
-def most_recent(profile, k):
-    """The ``k`` newest items, newest first (by ``date`` when present, else by profile position)."""
-    return [profile[i] for i in recency_order(profile)[:k]]
 
 
 class ICL(Method):

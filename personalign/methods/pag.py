@@ -9,7 +9,7 @@ user) is used as it is, with no request.
 from __future__ import annotations
 
 from personalign.methods.base import Method
-from personalign.methods.icl import most_recent
+from personalign.retrievers.ranking import most_recent
 from personalign.types import Answer, Trace
 
 SUMMARY_PROMPT = (

@@ -17,14 +17,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from personalign.backends import get_llm
+from pydantic import Field
+
+from personalign.backends import get_llm, model_spec
 from personalign.backends.base import LLM
-from personalign.errors import ConfigError
+from personalign.config import Settings
+from personalign.extras import require_backend
 from personalign.methods.base import Method
-from personalign.methods.rpo import reflection_spec
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
 from personalign.store import SqliteStore, profile_key, stable_hash
 from personalign.types import Answer, GenParams, Request, Trace
+
+
+class POPIOptions(Settings):
+    """POPI's own options (``method_options`` of an eval or service config)."""
+
+    summarizer: str = "base"                  # "base" (the base model), a trained folder, .gguf or backend spec
+    summarizer_llm: LLM | None = None         # a ready backend instead (Python callers and tests)
+    summarizer_options: dict[str, Any] = {}   # backend options of the summarizer
+    summary_budget: int = Field(48, ge=1)     # tokens of the summary
+    summary_items: int | None = Field(None, ge=1)  # newest history items summarized (None: method_config's)
 
 
 class POPI(Method):
@@ -32,21 +44,21 @@ class POPI(Method):
 
     derived_key = "popi_summary"
 
-    def __init__(self, *args: Any, summarizer: str = "base", summarizer_llm: LLM | None = None,
-                 summarizer_options: dict | None = None, summary_budget: int = 48, summary_items: int | None = None,
-                 **kwargs: Any):
+    Options = POPIOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if type(summary_budget) is not int or summary_budget < 1:
-            raise ConfigError(f"popi option summary_budget must be an integer >= 1, got {summary_budget!r}")
-        self.summary_budget = summary_budget
-        self.summary_items = summary_items or self.config.summary_items
+        o = self.options
+        self.summary_budget = o.summary_budget
+        self.summary_items = o.summary_items or self.config.summary_items
         cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
-        if summarizer_llm is not None:
-            self.summarizer_llm = summarizer_llm
-        elif summarizer == "base":
+        if o.summarizer_llm is not None:
+            self.summarizer_llm = o.summarizer_llm
+        elif o.summarizer == "base":
             self.summarizer_llm = self.llm
         else:
-            self.summarizer_llm = get_llm(reflection_spec(summarizer), cache_path=cache, **(summarizer_options or {}))
+            require_backend(model_spec(o.summarizer), "POPI's summarizer model")
+            self.summarizer_llm = get_llm(model_spec(o.summarizer), cache_path=cache, **o.summarizer_options)
         self.store = SqliteStore(Path(self.cache_dir) / "popi_summaries.sqlite", table="summaries") if self.cache_dir else None
 
     def backends(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Population majority: the most common gold label or rating of the train split, for every question."""
 
-from personalign.methods._reference import Reference, majority, number_text
+from personalign.methods._reference import Reference
 from personalign.tasks.parsing import parse_label, rating_values
+from personalign.tasks.user_answers import majority, number_text
 
 
 class PopulationMajority(Reference):

@@ -25,9 +25,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from pydantic import Field
 
+from personalign.config import Settings
+from personalign.extras import require
 from personalign.methods.base import Method
-from personalign.methods.icl import most_recent
+from personalign.retrievers.ranking import most_recent
 from personalign.rpm.user_model import (FEATURE_SCHEMA, BuildCost, ItemModel, UserModel, build_factors, item_parts,
                                         parse_features)
 from personalign.retrievers.ranking import LRU
@@ -50,21 +53,34 @@ ANSWER_PROMPT = (
 )
 
 
+class RPMOptions(Settings):
+    """RPM's own options (``method_options`` of an eval or service config)."""
+
+    max_items: int = Field(16, ge=1)          # newest history items the user model is built from
+    max_factors: int = Field(4, ge=1)
+    encoder: str | None = None                # sentence encoder for feature retrieval (None: the default)
+    path_max_tokens: int = Field(64, ge=1)
+    feature_max_tokens: int = Field(64, ge=1)
+    encoder_memory: int = Field(100_000, ge=0)  # embeddings kept in memory (0: none, as in the service)
+
+
 class RPM(Method):
     """Factors, reasoning paths and feature retrieval from the user's history, then guided generation."""
 
     cot = True
     derived_key = "rpm_model"
 
-    def __init__(self, *args: Any, max_items: int = 16, max_factors: int = 4, encoder: str | None = None,
-                 path_max_tokens: int = 64, feature_max_tokens: int = 64, encoder_memory: int = 100_000,
-                 **kwargs: Any):
+    Options = RPMOptions
+
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        require("the rpm method (its feature embeddings)", "dense", "sentence_transformers")
         from personalign.retrievers.dense import DenseRetriever
 
-        self.max_items, self.max_factors = max_items, max_factors
-        self.path_max_tokens, self.feature_max_tokens = path_max_tokens, feature_max_tokens
-        self.encoder = DenseRetriever(encoder, cache_dir=self.cache_dir, memory_items=encoder_memory)
+        o = self.options
+        self.max_items, self.max_factors = o.max_items, o.max_factors
+        self.path_max_tokens, self.feature_max_tokens = o.path_max_tokens, o.feature_max_tokens
+        self.encoder = DenseRetriever(o.encoder, cache_dir=self.cache_dir, memory_items=o.encoder_memory)
         self.models: LRU[UserModel] = LRU(256)        # by the user's item set
         self.latest: LRU[UserModel] = LRU(256)        # by user id: the base of an incremental update
         self.disk = SqliteStore(Path(self.cache_dir) / "rpm_users.sqlite", table="users") if self.cache_dir else None

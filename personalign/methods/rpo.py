@@ -11,24 +11,22 @@ few-shot examples (the "RAG w/ ICL" ablation); ``reflection_options`` (backend o
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
-from personalign.backends import get_llm
+from pydantic import Field
+
+from personalign.backends import get_llm, model_spec
 from personalign.backends.base import LLM
-from personalign.methods.base import Method
-from personalign.rpo.prompts import reflection_messages, user_summary
+from personalign.config import Settings
+from personalign.errors import ConfigError
+from personalign.extras import require_backend
+from personalign.methods.base import Method, MethodConfig
+from personalign.rpo.plan import reflection_prompt_plan
 from personalign.tasks.filters import finish, parse_reflection
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Answer, GenParams, Messages, Request, Trace
-
-
-def reflection_spec(reflection: str) -> str:
-    """Turn a path or name into a backend spec: folders use transformers, ``.gguf`` files llama.cpp."""
-    if reflection == "bundled":
-        return "llamacpp"
-    if ":" in reflection and not Path(reflection).exists():
-        return reflection
-    return f"llamacpp:{reflection}" if reflection.endswith(".gguf") else f"transformers:{reflection}"
 
 
 def load_demos(path: str | Path, count: int) -> Messages:
@@ -42,18 +40,64 @@ def load_demos(path: str | Path, count: int) -> Messages:
     return turns
 
 
+# The method settings that shape the reflection prompt: a trained model is evaluated with the values it was trained with.
+PROMPT_SETTINGS = ("item_max_words",)
+
+
+def trained_prompt(reflection: str, config: MethodConfig) -> MethodConfig:
+    """``config`` with the prompt settings a trained reflection model was trained with.
+
+    A model trained by ``personalign train rpo`` (``<run>/<task>/<stage>/model``, or a GGUF exported beside
+    it) has the training's ``method_config`` in the stage's ``manifest.json``. A setting left at its default
+    takes the trained value (said on stderr); one set to another value is refused, so the evaluation prompt is
+    the training prompt. Models without such a manifest (older runs, ``bundled``) keep ``config``.
+    """
+    manifest = Path(reflection).expanduser().parent / "manifest.json"
+    if reflection == "bundled" or not manifest.is_file():
+        return config
+    try:
+        trained = json.loads(manifest.read_text(encoding="utf-8"))["config"]["method_config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return config
+    update = {name: trained[name] for name in PROMPT_SETTINGS if name in trained and trained[name] != getattr(config, name)}
+    for name, value in update.items():
+        if name in config.model_fields_set:
+            raise ConfigError(f"reflection {reflection} was trained with method_config.{name}: {value} ({manifest}), "
+                              f"but this run sets {getattr(config, name)}: leave it out or set {value}, so the "
+                              "evaluation prompt is the training prompt")
+        print(f"personalign: rpo: method_config.{name} {value}, as {reflection} was trained ({manifest})",
+              file=sys.stderr)
+    return config.model_copy(update=update) if update else config
+
+
+class RPOOptions(Settings):
+    """RPO's own options (``method_options`` of an eval or service config; ``--reflection`` on the CLI)."""
+
+    reflection: str = "bundled"               # trained folder, .gguf, backend spec, or "bundled"
+    reflection_llm: LLM | None = None         # a ready backend instead (Python callers and tests)
+    reflection_options: dict[str, Any] = {}   # backend options of the reflection model
+    demos: str | None = None                  # a trajectories.jsonl: its first num_demos accepted ones as few-shot
+    num_demos: int = Field(2, ge=0)
+    reflection_max_tokens: int = Field(160, ge=1)
+
+
 class RPO(Method):
     """Generate with the base model, then rewrite with the reflection model; fall back to A_base."""
 
-    def __init__(self, *args, reflection: str = "bundled", reflection_llm: LLM | None = None,
-                 reflection_options: dict | None = None, demos: str | None = None, num_demos: int = 2,
-                 reflection_max_tokens: int = 160, **kwargs):
+    Options = RPOOptions
+
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        o = self.options
+        if o.reflection_llm is None:
+            self.config = trained_prompt(o.reflection, self.config)
         cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
-        self.reflection_llm = reflection_llm or get_llm(reflection_spec(reflection), cache_path=cache,
-                                                        **(reflection_options or {}))
-        self.demos = load_demos(demos, num_demos) if demos else []
-        self.reflection_max_tokens = reflection_max_tokens
+        if o.reflection_llm is None:
+            require_backend(model_spec(o.reflection), "RPO's reflection model")
+        self.reflection_llm = o.reflection_llm or get_llm(model_spec(o.reflection), cache_path=cache,
+                                                          **o.reflection_options)
+        self.demos = load_demos(o.demos, o.num_demos) if o.demos else []
+        self.reflection_max_tokens = o.reflection_max_tokens
 
     final_stage = "reflect"  # the reflection's <personalized> segment is the answer
 
@@ -66,14 +110,12 @@ class RPO(Method):
 
     def plan(self, example, profile):
         trace = Trace()
-        base_raw = yield from self.ask(example.input, trace, stage="base")
-        base = finish(self.task, base_raw)
-        items = self.retrieve(example, profile, trace, base_answer=base)
-        messages = self.demos + reflection_messages(self.task, example.input, base, items, self.config.item_max_words,
-                                                    user_summary(self.task, profile))
+        prompt = yield from reflection_prompt_plan(self.task, example, profile, self.retriever, self.config.k,
+                                                   self.config.item_max_words, self.params(), trace)
         params = GenParams(max_tokens=self.reflection_max_tokens, temperature=0.0, seed=self.config.seed)
-        raw = yield from self.request(Request(messages, params, stage="reflect", llm="reflection"), trace)
-        trace.extra["base_answer"] = base
+        request = Request(self.demos + prompt.messages, params, stage="reflect", llm="reflection")
+        raw = yield from self.request(request, trace)
+        trace.extra["base_answer"] = prompt.base_answer
         return Answer(raw, trace, self.output_filter)
 
 

@@ -8,39 +8,38 @@ text and never the user's history, so it shows how much of a task is text skill 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+from pydantic import Field
 
+from personalign.config import Settings
 from personalign.errors import ConfigError
-from personalign.methods._reference import Reference, number_text
+from personalign.methods._reference import Reference
 from personalign.tasks.parsing import parse_label, rating_values
+from personalign.tasks.user_answers import number_text
 
 
-@dataclass(frozen=True)
-class TfidfLinearConfig:
+class TfidfLinearOptions(Settings):
     """Fixed, textbook settings (not tuned on any split)."""
 
-    ngram_max: int = 2
-    min_df: int = 1
-    max_features: int = 200_000
-    ridge_alpha: float = 1.0        # ratings
-    logistic_c: float = 1.0         # labels
-    max_iter: int = 1000
+    ngram_max: int = Field(2, ge=1)
+    min_df: int = Field(1, ge=1)
+    max_features: int = Field(200_000, ge=1)
+    ridge_alpha: float = Field(1.0, ge=0)   # ratings
+    logistic_c: float = Field(1.0, gt=0)    # labels
+    max_iter: int = Field(1000, ge=1)
     user_weight: float = 1.0        # tfidf-user, labels: weight of the log of the user's label frequencies
-    smoothing: float = 0.5          # tfidf-user, labels: added to each label's count in the user's history
+    smoothing: float = Field(0.5, ge=0)     # tfidf-user, labels: added to each label's count in the user's history
 
 
 class TfidfLinear(Reference):
     needs_train = True
     kinds = ("classification", "rating")
 
-    def __init__(self, task, llm=None, retriever=None, config=None, cache_dir=None, **options):
-        super().__init__(task, llm, retriever, config, cache_dir)
-        try:
-            self.settings = TfidfLinearConfig(**options)
-        except TypeError as exc:
-            raise ConfigError(f"method {type(self).__name__}: {exc}") from None
+    Options = TfidfLinearOptions
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings = self.options
 
     def pairs(self, examples, golds) -> tuple[list[str], list[str]]:
         """(text, answer) pairs from the train questions and their users' history items, answers checked."""

@@ -12,9 +12,9 @@ import statistics
 
 import numpy as np
 
-from personalign.methods._reference import user_labels
 from personalign.methods.tfidf_linear import TfidfLinear
 from personalign.tasks.parsing import rating_values
+from personalign.tasks.user_answers import user_labels
 
 
 class TfidfUser(TfidfLinear):

@@ -1,6 +1,7 @@
 """User majority: the label (or rating) this user gave most often in their history."""
 
-from personalign.methods._reference import Reference, majority, user_labels
+from personalign.methods._reference import Reference
+from personalign.tasks.user_answers import majority, user_labels
 
 
 class UserMajority(Reference):

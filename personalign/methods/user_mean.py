@@ -1,6 +1,7 @@
 """User mean: the mean of this user's past ratings."""
 
-from personalign.methods._reference import Reference, user_rating_stat
+from personalign.methods._reference import Reference
+from personalign.tasks.user_answers import user_rating_stat
 
 
 class UserMean(Reference):

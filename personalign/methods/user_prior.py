@@ -1,6 +1,7 @@
 """User prior: the user's majority label, mean rating, or nearest history output, by task kind."""
 
-from personalign.methods._reference import Reference, majority, nearest_output, user_labels, user_rating_stat
+from personalign.methods._reference import Reference, nearest_output
+from personalign.tasks.user_answers import majority, user_labels, user_rating_stat
 
 
 class UserPrior(Reference):

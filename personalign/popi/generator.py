@@ -1,7 +1,7 @@
 """``personalign train popi generator``: POPI's generator fine-tuned on summary-conditioned golds.
 
 The paper optimizes the generator under the same objective as the summarizer. Here the generator is
-fine-tuned (SFT, the RPO SFT trainer) to answer the train users' questions from the summary that the
+fine-tuned (the shared SFT stage, ``personalign.train.sft``) to answer the train users' questions from the summary that the
 summarizer wrote of their history: prompt ``conditioned_input(input, summary)``, exactly as the ``popi``
 method asks it, target the gold. The model goes to ``<out>/<task>/generator/model``; ``personalign
 export`` makes it a GGUF that serves as ``--llm llamacpp:PATH`` and as the RL reward's ``generator``.
@@ -15,15 +15,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from personalign.backends import get_llm
+from personalign.backends import get_llm, model_spec
 from personalign.engine import answer_requests
 from personalign.manifest import write_manifest
-from personalign.methods.rpo import reflection_spec
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
 from personalign.popi.train import train_questions
-from personalign.rpo.sft import ReflectionSFTTrainer
 from personalign.store import default_cache_dir
 from personalign.tasks import get_task
+from personalign.train.sft import SFTTrainer
 from personalign.types import GenParams, Request
 
 
@@ -37,12 +36,13 @@ def write_summaries(config: Any, examples: list, cache_dir: str | None) -> list[
     """Each example's budgeted summary by ``config.summarizer`` (greedy; cached like every LLM call)."""
     task = get_task(config.task)
     cache = Path(cache_dir or default_cache_dir()) / "llm.sqlite"
-    spec, counter_spec = reflection_spec(config.summarizer), reflection_spec(config.generator_sft.model)
+    spec, counter_spec = model_spec(config.summarizer), model_spec(config.generator_sft.model)
     summarizer = get_llm(spec, cache_path=cache, **config.summarizer_options)
     # the budget is counted in the tokens of the generator being trained (often the same model: loaded once)
     counter = summarizer if counter_spec == spec else get_llm(counter_spec, cache_path=cache, **config.summarizer_options)
     params = GenParams(max_tokens=2 * config.summary_budget, temperature=0.0, seed=config.seed)
-    requests = [Request(summary_messages(task, e.profile, config.summary_items, config.item_max_words,
+    settings = config.method_config  # the summary prompt of the popi method
+    requests = [Request(summary_messages(task, e.profile, settings.summary_items, settings.item_max_words,
                                          config.summary_budget), params, stage="summarize") for e in examples]
     texts: list[str] = []
     for start in tqdm(range(0, len(requests), 8), desc=f"{config.task} summaries", unit="x8"):
@@ -59,7 +59,7 @@ def train_popi_generator(config: Any, cache_dir: str | None = None, resume: bool
     records = generator_records(examples, golds, write_summaries(config, examples, cache_dir))
     with (out / "records.jsonl").open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in records)
-    summary = ReflectionSFTTrainer(config.generator_sft, records, out).train(resume)
+    summary = SFTTrainer(config.generator_sft, records, out).train(resume)
     summary["empty_summaries"] = sum(1 for r in records if not r["summary"])
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "done", "summary": summary})
     return summary

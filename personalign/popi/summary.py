@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from personalign.methods.icl import most_recent
+from personalign.retrievers.ranking import most_recent
 from personalign.tasks.filters import apply_filter
 from personalign.tasks.metrics import example_score
 from personalign.tasks.spec import TaskSpec

@@ -12,63 +12,73 @@ to train the summarizer against the trained generator.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 
 from personalign.backends import get_llm
 from personalign.backends.base import LLM
-from personalign.config import load_dataclass
+from personalign.config import MethodConfig, Settings, load_settings
 from personalign.data.lamp_io import files_sha256, find_split_files, load_split
 from personalign.engine import answer_requests
 from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
 from personalign.popi.summary import answer_score, conditioned_input, enforce_budget, summary_messages, summary_reward
-from personalign.rpo.config import SFTConfig
 from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 from personalign.train.advantages import informative_groups
 from personalign.train.rl import RLConfig, RLTrainer
+from personalign.train.sft import SFTConfig
 from personalign.types import GenParams, Messages, Request
 
 
-@dataclass
 class SummarizerRLConfig(RLConfig):
     """The generic RL trainer's settings for the summarizer (short completions: summaries)."""
 
-    max_new_tokens: int = 64
-    threads: int | None = None             # torch CPU threads (1 when other jobs share the cores)
+    max_new_tokens: int = Field(64, ge=1)
+    threads: int | None = Field(None, ge=1)  # torch CPU threads (1 when other jobs share the cores)
 
 
-@dataclass
-class POPIConfig:
-    """Every POPI training hyperparameter (YAML: ``configs/popi/``)."""
+class GeneratorSFTConfig(SFTConfig):
+    """The generator's SFT (``personalign train popi generator``): shorter prompts than RPO's."""
+
+    max_length: int = Field(1024, ge=1)
+    learning_rate: float = Field(1e-5, gt=0)
+
+
+class POPIConfig(Settings):
+    """Every POPI training hyperparameter (YAML: ``configs/popi/``). ``method_config`` is the ``popi`` method's
+    :class:`~personalign.config.MethodConfig` (``summary_items``, ``item_max_words``): the summarizer is trained
+    on the summary prompt the method sends when evaluated."""
+
+    renamed = {"summary_items": "method_config.summary_items", "item_max_words": "method_config.item_max_words"}
 
     task: str = "LaMP_3"
     data: str = "../shared/data/reallamp"
-    split: str = "user"
+    split: Literal["user", "time"] = "user"
     train_part: str = "train"              # "fit" leaves the validation users out
     out: str = "runs/popi"
+    method_config: MethodConfig = Field(default_factory=MethodConfig)
     summarizer: str = "bundled"            # the initial (trainable) summarizer: bundled, a GGUF, an HF folder
-    summarizer_options: dict[str, Any] = field(default_factory=dict)  # its backend when it writes generator-SFT summaries
+    summarizer_options: dict[str, Any] = {}  # its backend when it writes generator-SFT summaries
     generator: str = "llamacpp"            # the frozen generator the reward runs: any backend spec
-    generator_options: dict[str, Any] = field(default_factory=dict)
-    summary_budget: int = 48               # generator tokens
-    summary_items: int = 10
-    item_max_words: int = 40
-    length_penalty: float = 0.1            # reward -= length_penalty * (summary tokens / budget)
-    max_questions: int | None = 64         # train questions used as RL prompts (seeded sample)
+    generator_options: dict[str, Any] = {}
+    summary_budget: int = Field(48, ge=1)  # generator tokens (the popi method's summary_budget option)
+    length_penalty: float = Field(0.1, ge=0)  # reward -= length_penalty * (summary tokens / budget)
+    max_questions: int | None = Field(64, ge=1)  # train questions used as RL prompts (seeded sample)
     seed: int = 0
-    rl: SummarizerRLConfig = field(default_factory=SummarizerRLConfig)
-    generator_questions: int | None = 128  # train questions for the generator's SFT (seeded sample)
-    generator_sft: SFTConfig = field(default_factory=lambda: SFTConfig(max_length=1024, learning_rate=1e-5))
+    rl: SummarizerRLConfig = Field(default_factory=SummarizerRLConfig)
+    generator_questions: int | None = Field(128, ge=1)  # train questions for the generator's SFT (seeded sample)
+    generator_sft: GeneratorSFTConfig = Field(default_factory=GeneratorSFTConfig)
 
 
-def load_popi_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> POPIConfig:
-    """A POPIConfig from YAML; ``{task}`` in ``generator`` becomes the task (a trained generator per task)."""
-    config = load_dataclass(POPIConfig, path, overrides)
+def load_popi_config(path: str | Path | None, cli: dict[str, Any] | None = None) -> POPIConfig:
+    """A POPIConfig: command line over YAML over defaults; ``{task}`` in ``generator`` becomes the task (a trained
+    generator per task)."""
+    config = load_settings(POPIConfig, path, cli)
     config.generator = config.generator.replace("{task}", config.task)
     return config
 
@@ -91,7 +101,8 @@ class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
         task, budget = get_task(config.task), config.summary_budget
 
         def render(prompt: SummaryPrompt, epoch: int) -> Messages:
-            return summary_messages(task, prompt.items, config.summary_items, config.item_max_words, budget)
+            return summary_messages(task, prompt.items, config.method_config.summary_items,
+                                    config.method_config.item_max_words, budget)
 
         def reward(completions: list[str], rows: list[Any]) -> list[float]:
             summaries = [enforce_budget(text, budget, generator.count_tokens) for text in completions]
@@ -106,8 +117,8 @@ class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
 
         super().__init__(config.rl, init_model or config.summarizer, prompts, render, reward, out_dir,
                          fingerprint={"task": config.task, "generator": generator.identity(), "budget": budget,
-                                      "length_penalty": config.length_penalty, "summary_items": config.summary_items,
-                                      "item_max_words": config.item_max_words})
+                                      "length_penalty": config.length_penalty, "summary_items": config.method_config.summary_items,
+                                      "item_max_words": config.method_config.item_max_words})
 
     def step(self, batch: list[SummaryPrompt], epoch: int) -> dict[str, Any]:
         """The generic step, plus the summary length and the share of groups whose task metric ties (their

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from personalign.errors import ConfigError
+from personalign.extras import require
 from personalign.retrievers.ranking import LRU, rank_by_scores
 from personalign.retrievers.base import Retriever
 from personalign.store import SqliteStore, stable_hash
@@ -91,6 +92,7 @@ class DenseRetriever(Retriever):
         batch_size: int = 64,
         memory_items: int = 100_000,
     ):
+        require("the dense retriever", "dense", "sentence_transformers")
         if arg:
             path = Path(arg).expanduser()
             self.source = str(path.resolve()) if path.is_dir() else arg

@@ -1,11 +1,12 @@
-"""Helpers shared by the retrievers: argument checks, tie-aware ranking and a tiny LRU."""
+"""Helpers shared by the retrievers: argument checks, tie-aware ranking and a thread-safe LRU cache."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import threading
 from typing import Callable, Generic, Hashable, Sequence, TypeVar
 
 import numpy as np
+from cachetools import LRUCache
 
 from personalign.errors import ConfigError
 from personalign.types import ProfileItem
@@ -27,6 +28,11 @@ def recency_order(profile: Sequence[ProfileItem]) -> list[int]:
     return dated + undated[::-1]
 
 
+def most_recent(profile: Sequence[ProfileItem], k: int) -> list[ProfileItem]:
+    """The ``k`` newest items, newest first (by ``date`` when present, else by profile position)."""
+    return [profile[i] for i in recency_order(profile)[:k]]
+
+
 def rank_by_scores(scores: np.ndarray) -> list[int]:
     """Indices by descending score; equal scores prefer the more recent (higher) index."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -35,25 +41,27 @@ def rank_by_scores(scores: np.ndarray) -> list[int]:
 
 
 class LRU(Generic[V]):
-    """A small least-recently-used cache."""
+    """A least-recently-used cache (``cachetools.LRUCache``) that threads may share: every access holds a lock.
+
+    The service answers requests on many threads at once, and an ``LRUCache`` reorders itself on every read.
+    A value is built outside the lock (two threads may build the same one; the later ``put`` wins)."""
 
     def __init__(self, size: int):
         self.size = size
-        self._items: OrderedDict[Hashable, V] = OrderedDict()
+        self._items: LRUCache[Hashable, V] = LRUCache(maxsize=max(size, 1))
+        self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> V | None:
         """The cached value for ``key`` (now most recently used), or None."""
-        if key not in self._items:
-            return None
-        self._items.move_to_end(key)
-        return self._items[key]
+        with self._lock:
+            return self._items.get(key)
 
     def put(self, key: Hashable, value: V) -> None:
-        """Store a value, evicting the least recently used ones beyond ``size``."""
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        """Store a value, evicting the least recently used ones beyond ``size`` (size 0: caches nothing)."""
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
 
     def get_or_build(self, key: Hashable, build: Callable[[], V]) -> V:
         """The cached value for ``key``, building and caching it on a miss."""
@@ -64,7 +72,9 @@ class LRU(Generic[V]):
         return value
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            return len(self._items)
 
     def clear(self) -> None:
-        self._items.clear()
+        with self._lock:
+            self._items.clear()

@@ -65,18 +65,15 @@ def run_trajectories(config: RPOConfig, cache_dir: str | None = None) -> dict[st
     out, data_hash = stage_dir(config, "trajectories"), _data_hash(config)
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "trajectories", "status": "running"})
     stats = generate_trajectories(task, examples, golds, base, teacher, get_retriever(tc.retriever, seed=tc.seed),
-                                  tc, out, k_max=config.rl.k_max)
+                                  tc, out, config.method_config, k_to=config.rl.k_to)
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "trajectories", "status": "done", "stats": stats})
     return stats
 
 
 def run_sft(config: RPOConfig) -> dict[str, Any]:
-    from personalign.rpo.sft import train_sft
+    from personalign.rpo.sft import sft_examples, train_sft
 
-    rows = [r for r in read_jsonl(input_dir(config, "trajectories") / "trajectories.jsonl") if r["accepted"]]
-    rows = rows[: config.sft.max_examples] if config.sft.max_examples else rows
-    if not rows:
-        raise ConfigError("no accepted trajectories to train on")
+    rows = sft_examples(read_jsonl(input_dir(config, "trajectories") / "trajectories.jsonl"), config)
     out, data_hash = stage_dir(config, "sft"), _data_hash(config, "sft")
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "sft", "status": "running"})
     summary = train_sft(config, rows, out)
@@ -93,7 +90,7 @@ def run_rl(config: RPOConfig) -> dict[str, Any]:
     init = config.sft.model if config.skip_sft else input_dir(config, "sft") / "model"
     out, data_hash = stage_dir(config, "rl"), _data_hash(config, "rl")
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "running", "init": str(init)})
-    summary = train_rl(config, prompts, init, out, item_max_words=config.trajectories.item_max_words)
+    summary = train_rl(config, prompts, init, out)
     write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "done", "summary": summary})
     return summary
 

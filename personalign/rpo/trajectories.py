@@ -1,7 +1,8 @@
 """Trajectory data for RPO: base answers, teacher rewriting trajectories, filters and statistics.
 
-For every training question: the black-box base model answers the plain task prompt (A_base);
-retrieval uses q ⊕ A_base; a teacher sees q, A_base, the top-1 history item and the gold answer
+For every training question, the steps of the ``rpo`` method (``personalign.rpo.plan``): the black-box
+base model answers the plain task prompt (A_base), retrieval uses q ⊕ A_base, and the reflection prompt
+is built exactly as at evaluation. A teacher sees q, A_base, the top-1 history item and the gold answer
 and writes ``<think>…</think><personalized>…</personalized>``. Consistency and brevity filters
 decide what is kept. Stored as JSONL (one trajectory a line) plus ``stats.json``.
 """
@@ -14,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from personalign.backends.base import LLM
+from personalign.config import MethodConfig
 from personalign.engine import Engine, run_plan
+from personalign.engine.predictions import PredictionLog
 from personalign.engine.progress import RequestProgress
-from personalign.eval.predictions import PredictionLog
-from personalign.retrievers.base import Retriever, build_query
+from personalign.retrievers.base import Retriever
 from personalign.rpo.config import TrajectoryConfig
 from personalign.rpo.filters import is_brief, is_consistent
-from personalign.rpo.prompts import (format_reflection, parse_reflection, reflection_messages, teacher_messages,
-                                     user_summary)
+from personalign.rpo.plan import ReflectionPrompt, reflection_input, reflection_prompt_plan
+from personalign.rpo.prompts import format_reflection, parse_reflection, teacher_messages, user_summary
 from personalign.rpo.template_teacher import (kept_input_words, prior_thinking, template_thinking,
                                                without_unseen_handles)
-from personalign.tasks.filters import finish
 from personalign.tasks.spec import TaskSpec
 from personalign.types import Answer, Example, GenParams, Request, Trace
 
@@ -45,33 +46,31 @@ class Trajectory:
     teacher_outputs: list[str] = field(default_factory=list)
 
 
-def base_request(task: TaskSpec, example: Example) -> Request:
-    """The black-box base model's request: the plain task prompt (its parsed answer is A_base)."""
-    return Request([{"role": "user", "content": example.input}], GenParams(max_tokens=task.max_new_tokens), "base")
-
-
-def ranked_items(retriever: Retriever, task: TaskSpec, example: Example, answer: str, k: int) -> list[dict]:
-    """The user's top-k history items for the query joined with the base answer."""
-    return retriever.top_k(build_query(task, example.input, answer), example.profile, task, k)
-
-
 def make_trajectory(task: TaskSpec, example: Example, gold: str, answer: str, items: list[dict], teacher: LLM | None,
-                    config: TrajectoryConfig) -> Trajectory:
-    """One trajectory with a teacher answering directly (the engine runs ``trajectory_plan`` for many)."""
-    answer_ = run_plan(trajectory_plan(task, example, gold, answer, items, teacher is not None, config),
+                    config: TrajectoryConfig, method: MethodConfig | None = None) -> Trajectory:
+    """One trajectory for a given A_base and ranked ``items``, the prompt showing the first ``config.k`` with the
+    method's ``item_max_words``, with a teacher answering directly (``generate_trajectories`` runs the base
+    model and the retriever too, for many)."""
+    shown = items[: config.k]
+    prompt = ReflectionPrompt(answer, shown, reflection_input(task, example, example.profile, answer, shown,
+                                                              (method or MethodConfig()).item_max_words), items)
+    answer_ = run_plan(trajectory_plan(task, example, gold, prompt, teacher is not None, config),
                        {"teacher": teacher} if teacher else {})
     return answer_.trace.extra["trajectory"]
 
 
-def trajectory_plan(task: TaskSpec, example: Example, gold: str, answer: str, items: list[dict], ask_teacher: bool,
+def trajectory_plan(task: TaskSpec, example: Example, gold: str, prompt: ReflectionPrompt, ask_teacher: bool,
                     config: TrajectoryConfig):
     """Ask the teacher (several tries), filter, and fall back to the template teacher when allowed.
+
+    ``prompt`` is what the ``rpo`` method's steps built (``reflection_prompt_plan``): its reflection prompt is
+    the SFT prompt; the teacher sees A_base and the top-1 item.
 
     A plan for the request engine: each try is one request to the ``teacher`` backend, and the plan
     returns an ``Answer`` whose trace holds the ``Trajectory`` (``trace.extra["trajectory"]``).
     ``ask_teacher=False`` skips the LLM teacher (reason "not tried").
     """
-    top = items[0] if items else None
+    answer, top = prompt.base_answer, prompt.ranked[0] if prompt.ranked else None
     target = sft_answer(task, example, gold, answer, config)
     outputs, reason = [], "not tried"
     for attempt in range(config.teacher_samples if ask_teacher else 0):
@@ -89,12 +88,12 @@ def trajectory_plan(task: TaskSpec, example: Example, gold: str, answer: str, it
         elif not is_brief(parsed[0], config.max_think_words):
             reason = "too long"
         else:
-            return _as_answer(_accepted(task, example, gold, target, answer, top, parsed[0], "llm", outputs, config))
+            return _as_answer(_accepted(example, gold, target, prompt, parsed[0], "llm", outputs))
     if config.template_fallback:
         query = task.query_text(example.input)
         thinking = prior_thinking(task, example.profile, top, target, query) if config.template_style == "prior" \
             else template_thinking(task, answer, top, target, query)
-        row = _accepted(task, example, gold, target, answer, top, thinking, "template", outputs, config)
+        row = _accepted(example, gold, target, prompt, thinking, "template", outputs)
         row.reject_reason = reason  # why the LLM teacher failed, kept for the statistics
         return _as_answer(row)
     return _as_answer(Trajectory(example.id, [], "", gold, answer, [], "", False, reason, outputs))
@@ -119,18 +118,25 @@ def sft_answer(task: TaskSpec, example: Example, gold: str, answer: str, config:
     return without_unseen_handles(gold, f"{example.input} {answer}") if config.strip_unseen_handles else gold
 
 
-def _accepted(task, example, gold, target, answer, top, thinking, teacher, outputs, config) -> Trajectory:
-    """An accepted row; ``target`` is the answer the SFT target ends with (``sft_answer``)."""
-    messages = reflection_messages(task, example.input, answer, [top] if top else [], config.item_max_words,
-                                   user_summary(task, example.profile))
-    return Trajectory(example.id, messages, format_reflection(thinking, target), gold, answer,
-                      [str(top.get("id", ""))] if top else [], teacher, True, "", outputs)
+def _accepted(example: Example, gold: str, target: str, prompt: ReflectionPrompt, thinking: str, teacher: str,
+              outputs: list[str]) -> Trajectory:
+    """An accepted row: the method's reflection prompt and ``thinking`` + ``target`` (``sft_answer``)."""
+    return Trajectory(example.id, prompt.messages, format_reflection(thinking, target), gold, prompt.base_answer,
+                      [str(item.get("id", "")) for item in prompt.items], teacher, True, "", outputs)
 
 
 def generate_trajectories(task: TaskSpec, examples: list[Example], golds: dict[str, str], base_llm: LLM,
                           teacher: LLM | None, retriever: Retriever, config: TrajectoryConfig, out_dir: Path,
-                          k_max: int = 6) -> dict[str, Any]:
-    """Write ``trajectories.jsonl`` (resumable), ``rl_prompts.jsonl`` and ``stats.json``; return the stats."""
+                          method: MethodConfig | None = None, k_to: int = 6) -> dict[str, Any]:
+    """Write ``trajectories.jsonl`` (resumable), ``rl_prompts.jsonl`` and ``stats.json``; return the stats.
+
+    Each example runs the ``rpo`` method's steps (``reflection_prompt_plan``) with ``config.k`` items in the SFT
+    prompt, and the ``method`` settings the ``rpo`` method is evaluated with (``item_max_words``, the sampling
+    of A_base: so A_base and its cache entries are those of an evaluation); the RL prompts keep the top
+    ``k_to`` items for the curriculum (``rl.k_to``).
+    """
+    method = method or MethodConfig()
+    base_params = method.params(task.max_new_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     backends = {"base": base_llm, **({"teacher": teacher} if teacher else {})}
     engine = Engine(backends)
@@ -139,13 +145,13 @@ def generate_trajectories(task: TaskSpec, examples: list[Example], golds: dict[s
         progress = RequestProgress(len(examples), f"{task.name} trajectories", done_before=len(examples) - len(todo))
 
         def plan(position: int, example: Example):
-            (completion,) = yield [base_request(task, example)]
-            answer = finish(task, completion.text)
-            items = ranked_items(retriever, task, example, answer, k_max)
-            prompts.append({"id": example.id, "task_input": example.input, "base_answer": answer, "items": items,
-                            "gold": golds[example.id], "summary": user_summary(task, example.profile)})
+            prompt = yield from reflection_prompt_plan(task, example, example.profile, retriever, config.k,
+                                                       method.item_max_words, base_params, Trace(), pool=k_to)
+            prompts.append({"id": example.id, "task_input": example.input, "base_answer": prompt.base_answer,
+                            "items": prompt.ranked[:k_to], "gold": golds[example.id],
+                            "summary": user_summary(task, example.profile)})
             asked = teacher is not None and (config.llm_teacher_examples is None or position < config.llm_teacher_examples)
-            return (yield from trajectory_plan(task, example, golds[example.id], answer, items, asked, config))
+            return (yield from trajectory_plan(task, example, golds[example.id], prompt, asked, config))
 
         with progress:
             for _, answer, _ in engine.run((plan(position, example) for position, example in todo), progress):

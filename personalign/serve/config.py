@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from personalign.config import read_yaml
-from personalign.errors import ConfigError
+from personalign.config import MethodConfig, Settings, load_settings
+from personalign.methods import method_options
 
 
-class ServeConfig(BaseModel):
-    """The service's settings; unknown keys are refused."""
+class ServeConfig(Settings):
+    """The service's settings; unknown keys are refused. The method's settings are the same ``MethodConfig``
+    that ``personalign eval`` reads (``method_config:``), its own options the method's ``Options`` model."""
 
-    model_config = ConfigDict(extra="forbid")
+    renamed = {"k": "method_config.k"}
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -26,7 +27,7 @@ class ServeConfig(BaseModel):
     method_options: dict[str, Any] = Field(default_factory=dict)  # e.g. {reflection: runs/rpo/.../model.f16.gguf}
     retriever: str = "bm25"                   # or dense[:ENCODER]: embeddings built in the background
     derived_worker: bool = True               # run a derived-data worker thread in this process
-    k: int = Field(4, ge=1)
+    method_config: MethodConfig = Field(default_factory=MethodConfig)  # k (history items per prompt), ...
     context_messages: int = Field(6, ge=0)     # earlier messages of a conversation passed with its last user message
     served_model: str = "personalign"         # the model name /v1/models lists
     workers: int = Field(1, ge=1)             # service processes on one store (uvicorn workers)
@@ -44,13 +45,9 @@ class ServeConfig(BaseModel):
         return self.method or ("rpo" if self.method_options.get("reflection") else "rag")
 
 
-def load_serve_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> ServeConfig:
-    """A ServeConfig from a YAML file (or defaults), then non-None overrides; one-line errors."""
-    values = read_yaml(path) if path else {}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return ServeConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path or 'serve config'}: {where}: {first['msg']}") from None
+def load_serve_config(path: str | Path | None, cli: dict[str, Any] | None = None) -> ServeConfig:
+    """A ServeConfig: command-line values (None: not given) over the YAML file over the defaults; the method's
+    options checked by its model. Any problem is one ConfigError line naming the file and the key."""
+    config = load_settings(ServeConfig, path, cli)
+    method_options(config.method_name(), config.method_options, str(path or "serve config"), "method_options")
+    return config

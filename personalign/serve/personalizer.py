@@ -24,7 +24,6 @@ from personalign.backends import get_llm
 from personalign.backends.base import LLM
 from personalign.errors import BackendError, ConfigError
 from personalign.methods import base_name, build_method
-from personalign.methods.base import MethodConfig
 from personalign.retrievers import get_retriever
 from personalign.retrievers.base import Retriever
 from personalign.serve.config import ServeConfig
@@ -170,7 +169,7 @@ class Personalizer:
         self.method_name = config.method_name()
         options = {**SERVICE_OPTIONS.get(base_name(self.method_name), {}), **config.method_options}
         self.method = build_method(self.method_name, self.task, llm=self.llm, retriever=retriever or get_retriever(config.retriever),
-                                   config=MethodConfig(k=config.k), **options)
+                                   config=config.method_config, **options)
         # per-user derived data (PAG/POPI summary, RPM user model), built in the background; versions made
         # with other models or another method are not used
         self.derived_key = self.method.derived_key
@@ -249,7 +248,7 @@ class Personalizer:
                   if m.get("role") in SYSTEM_ROLES and message_text(m.get("content"))]
         if overrides or system:  # the request's settings for this answer: a shallow copy shares the models
             method = copy.copy(self.method)
-            method.config = dataclasses.replace(self.method.config, **overrides)
+            method.config = self.method.config.model_copy(update=overrides)
             if system:  # the client's system messages stay system messages, ahead of the method's prompt
                 method.llm = SystemFirst(self.method.llm, system)
         extract = FinalText(method.output_filter, options.stop, lambda raw: method.final(Answer(raw, Trace(),

@@ -16,7 +16,8 @@ from typing import Sequence
 from personalign.tasks.spec import TaskSpec
 
 
-def _label_index(labels: Sequence[str], value: str) -> int:
+def label_index(labels: Sequence[str], value: str) -> int:
+    """The position of ``value`` (stripped) among ``labels``; -1 when it is not one of them."""
     try:
         return list(labels).index(value.strip())
     except ValueError:
@@ -26,8 +27,8 @@ def _label_index(labels: Sequence[str], value: str) -> int:
 def classification_metrics(preds: Sequence[str], golds: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    pred_ids = [_label_index(labels, p) for p in preds]
-    gold_ids = [_label_index(labels, g) for g in golds]
+    pred_ids = [label_index(labels, p) for p in preds]
+    gold_ids = [label_index(labels, g) for g in golds]
     return {
         "accuracy": float(accuracy_score(gold_ids, pred_ids)),
         "f1": float(f1_score(gold_ids, pred_ids, labels=list(range(len(labels))), average="macro", zero_division=0)),

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from personalign.tasks.metrics import _label_index, rating_value, rouge_scores
+from personalign.tasks.metrics import label_index, rating_value, rouge_scores
 from personalign.tasks.spec import TaskSpec
 
 BOOTSTRAP_SAMPLES = 2000
@@ -64,6 +64,29 @@ def _rating_official(pred: str, gold: str, low: float, high: float) -> float:
         return low if abs(low - gold_value) > abs(high - gold_value) else high
 
 
+def label_stats(metric: str, pred_ids: np.ndarray, gold_ids: np.ndarray, n_labels: int) -> np.ndarray:
+    """Accuracy or macro-F1 statistics from label indices (-1: outside the label set)."""
+    pred_ids, gold_ids = np.asarray(pred_ids, dtype=int), np.asarray(gold_ids, dtype=int)
+    if metric == "accuracy":
+        return (pred_ids == gold_ids).astype(float)[:, None]
+    eye = np.eye(n_labels + 1)[:, :-1]  # index -1 (outside the label set) is the all-zero row
+    pred_hot, gold_hot = eye[pred_ids], eye[gold_ids]
+    return np.concatenate([pred_hot * gold_hot, pred_hot, gold_hot], axis=1)
+
+
+def rating_errors(task: TaskSpec, preds: Sequence[str], golds: Sequence[str], mode: str = "lenient") -> np.ndarray:
+    """Each prediction's rating minus the gold (an unreadable one as the mode reads it)."""
+    low, high = task.rating_range
+    value = _rating_official if mode == "official" else rating_value
+    return np.array([value(p.strip(), g.strip(), low, high) - float(g) for p, g in zip(preds, golds)], dtype=float)
+
+
+def error_stats(metric: str, errors: np.ndarray) -> np.ndarray:
+    """MAE or RMSE statistics from signed rating errors."""
+    errors = np.asarray(errors, dtype=float)
+    return (np.abs(errors) if metric == "mae" else errors ** 2)[:, None]
+
+
 def example_stats(task: TaskSpec, metric: str, preds: Sequence[str], golds: Sequence[str],
                   mode: str = "lenient") -> np.ndarray:
     """Per-example statistics (n x d) whose column sums determine ``metric``."""
@@ -71,18 +94,11 @@ def example_stats(task: TaskSpec, metric: str, preds: Sequence[str], golds: Sequ
     golds = [g.strip() for g in golds]
     if metric in ("accuracy", "f1"):
         labels = list(task.labels)
-        pred_ids = np.array([_label_index(labels, p) for p in preds], dtype=int)
-        gold_ids = np.array([_label_index(labels, g) for g in golds], dtype=int)
-        if metric == "accuracy":
-            return (pred_ids == gold_ids).astype(float)[:, None]
-        eye = np.eye(len(labels) + 1)[:, :-1]  # index -1 (outside the label set) is the all-zero row
-        pred_hot, gold_hot = eye[pred_ids], eye[gold_ids]
-        return np.concatenate([pred_hot * gold_hot, pred_hot, gold_hot], axis=1)
+        pred_ids = np.array([label_index(labels, p) for p in preds], dtype=int)
+        gold_ids = np.array([label_index(labels, g) for g in golds], dtype=int)
+        return label_stats(metric, pred_ids, gold_ids, len(labels))
     if metric in ("mae", "rmse"):
-        low, high = task.rating_range
-        value = _rating_official if mode == "official" else rating_value
-        errors = np.array([value(p, g, low, high) - float(g) for p, g in zip(preds, golds)], dtype=float)
-        return (np.abs(errors) if metric == "mae" else errors ** 2)[:, None]
+        return error_stats(metric, rating_errors(task, preds, golds, mode))
     if metric in ("rouge-1", "rouge-L"):
         return np.array([rouge_scores(p, g)[metric] for p, g in zip(preds, golds)], dtype=float)[:, None]
     raise ValueError(f"unknown metric '{metric}'")

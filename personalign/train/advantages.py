@@ -12,7 +12,15 @@ finds them, and the trainer drops their tokens from whitening and from the loss.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+Sum = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _same(value: torch.Tensor) -> torch.Tensor:
+    return value
 
 
 def group_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -37,16 +45,17 @@ def token_returns(centered: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, 
     return torch.flip(torch.cumsum(torch.flip(rewards, [1]), dim=1), [1]) * mask
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(values - mean) / std over the masked tokens of the whole batch."""
+def whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8, total: Sum = _same) -> torch.Tensor:
+    """(values - mean) / std over the masked tokens of the whole batch; ``total`` sums a count over every
+    process when the batch is split across several (``personalign.train.distributed.process_sum``)."""
     mask = mask.to(values.dtype)
-    count = mask.sum().clamp(min=1.0)
-    mean = (values * mask).sum() / count
-    var = (((values - mean) ** 2) * mask).sum() / count
+    count = total(mask.sum()).clamp(min=1.0)
+    mean = total((values * mask).sum()) / count
+    var = total((((values - mean) ** 2) * mask).sum()) / count
     return (values - mean) * torch.rsqrt(var + eps) * mask
 
 
 def reinforce_pp_baseline(rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, group_size: int,
-                          beta: float) -> torch.Tensor:
-    """Token advantages for a batch of ``B * group_size`` sampled completions."""
-    return whiten(token_returns(group_baseline(rewards, group_size), kl, mask, beta), mask)
+                          beta: float, total: Sum = _same) -> torch.Tensor:
+    """Token advantages for a batch of ``B * group_size`` sampled completions (whitened with ``total``'s sums)."""
+    return whiten(token_returns(group_baseline(rewards, group_size), kl, mask, beta), mask, total=total)

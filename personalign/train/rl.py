@@ -20,7 +20,8 @@ How TRL's ``GRPOTrainer(scale_rewards="batch", beta>0)`` differs: its advantage 
 ``(r - group mean) / std of the raw rewards over the batch``, and KL enters only as a k3 loss term.
 
 accelerate does device placement, bf16 autocast, ``report_to`` trackers and checkpoints (weights,
-optimizer and every RNG); the trainer runs under ``accelerate launch``.
+optimizer and every RNG); the trainer runs under ``accelerate launch`` on one process or several (DDP:
+each takes its share of a step's prompts, ``personalign.train.distributed``).
 """
 
 from __future__ import annotations
@@ -30,54 +31,45 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Literal, Sequence, TypeVar
 
 import torch
+from pydantic import Field
 
 from personalign.backends import content_sha256, shorten_messages
+from personalign.config import Settings
 from personalign.errors import ConfigError
 from personalign.train.advantages import informative_groups, reinforce_pp_baseline
 from personalign.train.checkpoint import TrainerState, check_resume, find_checkpoint, save_checkpoint
+from personalign.train.distributed import process_max, process_sum, shard
 from personalign.types import Messages
 
 P = TypeVar("P")
 RewardFn = Callable[[list[str], list[Any]], list[float]]
 
 
-@dataclass
-class RLConfig:
+class RLConfig(Settings):
     """Every hyperparameter of the generic RL trainer (defaults follow the RPO paper)."""
 
-    samples_per_prompt: int = 16
+    samples_per_prompt: int = Field(16, ge=2)   # completions per prompt; the baseline is their mean (>= 2)
     temperature: float = 1.0
     top_p: float = 0.9
-    max_new_tokens: int = 96
+    max_new_tokens: int = Field(96, ge=1)
     beta: float = 0.01                     # KL coefficient to the frozen initial policy
-    kl_mode: str = "reward"                # "reward" (per-token -beta*KL, k1) or "loss" (k2 KL loss)
+    kl_mode: Literal["reward", "loss"] = "reward"  # "reward" (per-token -beta*KL, k1) or "loss" (k2 KL loss)
     clip_eps: float = 0.2
     learning_rate: float = 5e-7
-    prompts_per_step: int = 2
-    updates_per_batch: int = 1
-    epochs: int = 5
+    prompts_per_step: int = Field(2, ge=1)
+    updates_per_batch: int = Field(1, ge=1)
+    epochs: int = Field(5, ge=1)
     prompts_per_epoch: int | None = 16
     max_prompt_tokens: int = 1024
-    micro_batch: int = 8                   # sequences per forward pass; the loss is summed over them
-    save_every: int = 10                   # steps between resumable checkpoints (and one at the end); 0: none
-    report_to: list[str] = field(default_factory=list)  # accelerate trackers: "tensorboard", "wandb", ...
+    micro_batch: int = Field(8, ge=1)      # sequences per forward pass; the loss is summed over them
+    save_every: int = Field(10, ge=0)      # steps between resumable checkpoints (and one at the end); 0: none
+    report_to: list[str] = []              # accelerate trackers: "tensorboard", "wandb", ...
     seed: int = 0
-
-    def check(self) -> None:
-        if self.kl_mode not in ("reward", "loss"):
-            raise ConfigError(f"rl.kl_mode must be 'reward' or 'loss', got '{self.kl_mode}'")
-        if self.samples_per_prompt < 2:
-            raise ConfigError("rl.samples_per_prompt must be >= 2 (the baseline is the group mean)")
-        if self.save_every < 0:
-            raise ConfigError(f"rl.save_every must be >= 0 (0: no checkpoints), got {self.save_every}")
-        for name in ("prompts_per_step", "updates_per_batch", "epochs", "micro_batch", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"rl.{name} must be >= 1, got {getattr(self, name)}")
 
 
 def epoch_order(n_prompts: int, epoch: int, config: RLConfig) -> list[int]:
@@ -116,6 +108,8 @@ def sequence_logprobs(model: Any, ids: torch.Tensor, attn: torch.Tensor, complet
                       temperature: float, micro_batch: int) -> torch.Tensor:
     """Log-probs [B, T] of the ``completion`` tokens (the last T columns of ``ids``), micro-batched."""
     width = completion.shape[1]
+    if not len(ids):  # a process with no prompts in this step
+        return torch.zeros(completion.shape, device=ids.device)
     position_ids = (attn.cumsum(dim=1) - 1).clamp(min=0)  # left padding: positions start at each row's first token
     chunks = []
     for s in range(0, ids.shape[0], micro_batch):
@@ -177,7 +171,6 @@ class RLTrainer(Generic[P]):
     def __init__(self, config: RLConfig, model: str | Path, prompts: Sequence[P], render: Callable[[P, int], Messages],
                  reward: RewardFn, out_dir: str | Path, log_fields: Callable[[int], dict[str, Any]] | None = None,
                  fingerprint: dict[str, Any] | None = None):
-        config.check()
         if not prompts:
             raise ConfigError("RL needs at least one prompt")
         self.config, self.init_model, self.prompts = config, model, list(prompts)
@@ -189,7 +182,7 @@ class RLTrainer(Generic[P]):
     def fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed: the config, the initial model's content, the prompts."""
         prompts = json.dumps([p if isinstance(p, dict) else asdict(p) for p in self.prompts], sort_keys=True)  # type: ignore[call-overload]
-        config = {k: v for k, v in asdict(self.config).items() if k not in ("report_to", "save_every")}  # no effect on results
+        config = self.config.model_dump(exclude={"report_to", "save_every"})  # no effect on results
         return {"config": config, "init_model": _model_identity(self.init_model),
                 "prompts_sha256": hashlib.sha256(prompts.encode()).hexdigest(), **self.extra_fingerprint}
 
@@ -207,6 +200,12 @@ class RLTrainer(Generic[P]):
         cuda = torch.cuda.is_available()
         self.accelerator = Accelerator(cpu=not cuda, log_with=cfg.report_to or None, project_dir=str(self.out_dir),
                                        mixed_precision="bf16" if cuda and torch.cuda.is_bf16_supported() else "no")
+        # sampling and the old log-probs need whole weights on every process (ZeRO-3 and FSDP shard them), and
+        # under DeepSpeed accelerate steps the optimizer at every backward, where a step here spans several
+        if self.accelerator.distributed_type.value in ("DEEPSPEED", "FSDP"):
+            raise ConfigError(f"the RL trainer runs on one or more processes with DDP, not under "
+                              f"{self.accelerator.distributed_type.value}: launch it without a DeepSpeed or FSDP "
+                              f"accelerate config (docs/rpo.md, \"Several GPUs and machines\")")
         policy, self.tokenizer = load_trainable(self.init_model)
         self.ref = load_trainable(self.init_model)[0].to(self.accelerator.device).eval().requires_grad_(False)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate, weight_decay=0.0)  # OpenRLHF's l2=0
@@ -214,12 +213,12 @@ class RLTrainer(Generic[P]):
         self.policy.eval()  # one mode for sampling, old log-probs and updates
         self.accelerator.register_for_checkpointing(self.state)
         self.eos_ids = _eos_ids(self.tokenizer, policy)
-        random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed + self.accelerator.process_index)  # each process samples its own completions
+        torch.manual_seed(cfg.seed + self.accelerator.process_index)
         if checkpoint:
             self.accelerator.load_state(str(checkpoint))
         if cfg.report_to:
-            self.accelerator.init_trackers("rl", config={k: v for k, v in asdict(cfg).items() if k != "report_to"})
+            self.accelerator.init_trackers("rl", config=cfg.model_dump(exclude={"report_to"}))
         return checkpoint
 
     def _sample(self, batch: list[P], epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str], float]:
@@ -245,49 +244,75 @@ class RLTrainer(Generic[P]):
             return sequence_logprobs(model, ids, attn, completion, self.config.temperature, self.config.micro_batch)
 
     def step(self, batch: list[P], epoch: int) -> dict[str, Any]:
-        """Sample, reward, compute advantages and run ``updates_per_batch`` clipped policy-gradient updates."""
-        cfg, n, mb = self.config, self.config.samples_per_prompt, self.config.micro_batch
-        ids, attn, completion, texts, generate_seconds = self._sample(batch, epoch)
-        prompt_rows = [p for p in batch for _ in range(n)]
-        rewards = torch.tensor(self.reward(texts, prompt_rows), dtype=torch.float32, device=ids.device)
-        if rewards.shape != (len(texts),):
-            raise ConfigError(f"the reward function returned {tuple(rewards.shape)} values for {len(texts)} completions")
+        """Sample, reward, compute advantages and run ``updates_per_batch`` clipped policy-gradient updates.
+
+        ``batch`` is this process's share of the step's prompts (maybe none); whitening, the loss's token
+        count and the statistics span every process, and each runs as many backward passes as the busiest.
+        """
+        cfg, n, mb, acc = self.config, self.config.samples_per_prompt, self.config.micro_batch, self.accelerator
+        if batch:
+            ids, attn, completion, texts, generate_seconds = self._sample(batch, epoch)
+            prompt_rows = [p for p in batch for _ in range(n)]
+            rewards = torch.tensor(self.reward(texts, prompt_rows), dtype=torch.float32, device=ids.device)
+            if rewards.shape != (len(texts),):
+                raise ConfigError(f"the reward function returned {tuple(rewards.shape)} values for {len(texts)} completions")
+        else:  # more processes than prompts: this one only joins the sums and the gradient all-reduces
+            ids = attn = completion = torch.zeros((0, 1), dtype=torch.long, device=acc.device)
+            texts, generate_seconds, rewards = [], 0.0, torch.zeros(0, device=acc.device)
         mask = attn[:, -completion.shape[1]:].float()
         keep = informative_groups(rewards, n).float().unsqueeze(1)
         train_mask = mask * keep
-        tokens = train_mask.sum().clamp(min=1.0)
-        with torch.no_grad():
-            old_logp = self._logprobs(self.policy, ids, attn, completion)
+        tokens = process_sum(train_mask.sum()).clamp(min=1.0)  # the whole step's: each process's loss is its share
+        with torch.no_grad():  # the bare model: DDP's forward broadcasts buffers, a collective every process must join
+            old_logp = self._logprobs(acc.unwrap_model(self.policy), ids, attn, completion)
             ref_logp = self._logprobs(self.ref, ids, attn, completion)
         kl = (old_logp - ref_logp) * mask
         advantages = reinforce_pp_baseline(rewards, kl if cfg.kl_mode == "reward" else torch.zeros_like(kl),
-                                           train_mask, n, cfg.beta)
+                                           train_mask, n, cfg.beta, total=process_sum)
+        chunks = [slice(s, s + mb) for s in range(0, ids.shape[0], mb) if train_mask[s: s + mb].sum() > 0]
+        passes = int(process_max(torch.tensor(len(chunks), device=acc.device)))  # each backward is an all-reduce
         losses, first_ratio_error, nonfinite = [], 0.0, 0
-        for update in range(cfg.updates_per_batch if train_mask.sum() > 0 else 0):
+        for update in range(cfg.updates_per_batch if passes else 0):
             self.optimizer.zero_grad(set_to_none=True)
             total = 0.0
-            for s in range(0, ids.shape[0], mb):
-                sl = slice(s, s + mb)
-                if train_mask[sl].sum() == 0:
-                    continue
+            for sl in chunks:
                 new_logp = self._logprobs(self.policy, ids[sl], attn[sl], completion[sl])
                 if update == 0:
                     error = ((new_logp.detach() - old_logp[sl]).abs() * mask[sl]).max()
                     first_ratio_error = max(first_ratio_error, float(error))
                 loss = policy_loss(new_logp, old_logp[sl], ref_logp[sl], advantages[sl], train_mask[sl], tokens,
                                    cfg.clip_eps, cfg.beta if cfg.kl_mode == "loss" else 0.0)
-                self.accelerator.backward(loss)
+                acc.backward(loss * acc.num_processes)  # DDP averages gradients; the step's loss is their sum
                 total += loss.item()
-            nonfinite += not clipped_step(self.accelerator, self.policy, self.optimizer)
-            losses.append(total)
-        return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                "zero_variance_share": float(1.0 - keep.mean()), "kl_mean": float(kl.sum() / mask.sum().clamp(min=1)),
-                "loss": sum(losses) / len(losses) if losses else 0.0, "updated": len(losses) > nonfinite,
-                "nonfinite_grad_updates": nonfinite,
-                "first_ratio_error": first_ratio_error, "tokens_generated": int(mask.sum()),
-                "completion_len_mean": float(mask.sum(1).mean()),
-                "prompt_tokens_mean": float((attn.sum(1) - mask.sum(1)).mean()),
-                "generate_seconds": round(generate_seconds, 3), "samples": texts[:2]}
+            for _ in range(passes - len(chunks)):
+                acc.backward(self._idle_loss())
+            nonfinite += not clipped_step(acc, self.policy, self.optimizer)
+            losses.append(float(process_sum(torch.tensor(total, dtype=torch.float64, device=acc.device))))
+        return {**self._step_stats(rewards, keep, kl, mask, attn), "loss": sum(losses) / len(losses) if losses else 0.0,
+                "updated": len(losses) > nonfinite, "nonfinite_grad_updates": nonfinite,
+                "first_ratio_error": float(process_max(torch.tensor(first_ratio_error, device=acc.device))),
+                "generate_seconds": round(float(process_max(torch.tensor(generate_seconds, device=acc.device))), 3),
+                "samples": texts[:2]}
+
+    def _idle_loss(self) -> torch.Tensor:
+        """A zero loss through every weight: a process out of chunks still joins the busiest one's all-reduces."""
+        pad = torch.full((1, 1), self.tokenizer.pad_token_id, device=self.accelerator.device)
+        with self.accelerator.autocast():
+            return self.policy(input_ids=pad, use_cache=False).logits.float().sum() * 0.0
+
+    def _step_stats(self, rewards: torch.Tensor, keep: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor,
+                    attn: torch.Tensor) -> dict[str, Any]:
+        """The step's reward, tie, KL and length statistics over the completions of every process."""
+        local = [len(rewards), rewards.sum(), (rewards.double() ** 2).sum(), keep.sum(), kl.sum(), mask.sum(),
+                 (attn.sum(1) - mask.sum(1)).sum()]
+        sums = process_sum(torch.tensor([float(v) for v in local], dtype=torch.float64, device=rewards.device))
+        count, reward_sum, reward_squares, kept, kl_sum, tokens, prompt_tokens = sums.tolist()
+        count = max(count, 1.0)
+        variance = (reward_squares - reward_sum ** 2 / count) / (count - 1) if count > 1 else float("nan")
+        return {"reward_mean": reward_sum / count, "reward_std": max(variance, 0.0) ** 0.5,
+                "zero_variance_share": 1.0 - kept / count, "kl_mean": kl_sum / max(tokens, 1.0),
+                "tokens_generated": int(tokens), "completion_len_mean": tokens / count,
+                "prompt_tokens_mean": prompt_tokens / count}
 
     def train(self, resume: bool = True) -> dict[str, Any]:
         """Run every epoch (resuming from ``out_dir/checkpoint`` when its fingerprint matches); save ``out_dir/model``."""
@@ -296,14 +321,15 @@ class RLTrainer(Generic[P]):
         cfg, state = self.config, self.state
         checkpoint = self._setup(resume)
         log_path = self.out_dir / "rl_log.jsonl"
-        _trim_log(log_path, state.step if checkpoint else 0)
+        if self.accelerator.is_main_process:
+            _trim_log(log_path, state.step if checkpoint else 0)
         first_step, start, last = state.step, time.perf_counter(), {}
         while state.epoch <= cfg.epochs:
             order = epoch_order(len(self.prompts), state.epoch, cfg)
             batch = [self.prompts[i] for i in order[state.position: state.position + cfg.prompts_per_step]]
             t0 = time.perf_counter()
-            acc = self.accelerator  # several processes: each samples its share of the batch, DDP averages gradients
-            stats = self.step(batch[acc.process_index::acc.num_processes] or batch[:1], state.epoch)
+            acc = self.accelerator  # several processes: each samples its share of the batch (distributed.py)
+            stats = self.step(shard(batch, acc.process_index, acc.num_processes), state.epoch)
             state.step += 1
             last = {"step": state.step, "epoch": state.epoch, **self.log_fields(state.epoch), **stats,
                     "seconds": round(time.perf_counter() - t0, 3)}
@@ -312,9 +338,10 @@ class RLTrainer(Generic[P]):
                     log.write(json.dumps(last) + "\n")
             if cfg.report_to:
                 self.accelerator.log({k: v for k, v in last.items() if isinstance(v, (int, float))}, step=state.step)
-            print(f"[rl] step {state.step} epoch {state.epoch}/{cfg.epochs} reward {stats['reward_mean']:.3f}"
-                  f"±{stats['reward_std']:.3f} tied groups {stats['zero_variance_share']:.0%} kl {stats['kl_mean']:.4f} "
-                  f"loss {stats['loss']:.4f} {last['seconds']:.1f}s", file=sys.stderr, flush=True)
+            if self.accelerator.is_main_process:
+                print(f"[rl] step {state.step} epoch {state.epoch}/{cfg.epochs} reward {stats['reward_mean']:.3f}"
+                      f"±{stats['reward_std']:.3f} tied groups {stats['zero_variance_share']:.0%} kl {stats['kl_mean']:.4f} "
+                      f"loss {stats['loss']:.4f} {last['seconds']:.1f}s", file=sys.stderr, flush=True)
             state.position += len(batch)
             if state.position >= len(order):
                 state.epoch, state.position = state.epoch + 1, 0
@@ -323,7 +350,9 @@ class RLTrainer(Generic[P]):
         seconds, done = time.perf_counter() - start, state.step - first_step
         if self.accelerator.is_main_process:
             save_model(self.accelerator.unwrap_model(self.policy), self.tokenizer, self.out_dir / "model")
-        self.accelerator.end_training()
+        self.accelerator.wait_for_everyone()  # the model is whole on disk before any process goes on
+        for tracker in self.accelerator.trackers:  # not end_training(): it destroys the process group, which the
+            tracker.finish()                       # launch owns (HF's Trainer leaves it too); a later trainer needs it
         return {"steps": state.step, "steps_this_run": done, "resumed_from_step": first_step if checkpoint else None,
                 "epochs": cfg.epochs, "final_reward_mean": last.get("reward_mean"),
                 "final_kl_mean": last.get("kl_mean"), "seconds": round(seconds, 2),

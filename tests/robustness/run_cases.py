@@ -1,4 +1,5 @@
-"""Run CLI cases in-process under a memory cap and report, per case, the exit code and stderr.
+"""Run CLI cases in-process under a memory cap and report, per case, the exit code, stderr, how far its
+peak RSS rose above the RSS it started from, and the address-space cap in force.
 
 Usage: python run_cases.py CASES.json MEMORY_BYTES  ->  prints one JSON object per case.
 Any exception that escapes ``personalign.cli.main`` is reported as a traceback.
@@ -17,20 +18,24 @@ resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 from personalign.cli import main  # noqa: E402
 
 
-def peak_rss() -> int:
-    """This process's own peak RSS in bytes. ``VmHWM`` belongs to the address space made at exec;
-    ``ru_maxrss`` also carries the parent's RSS at fork (pytest's, with models loaded by earlier tests)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status_bytes(field: str) -> int:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def reset_peak() -> None:
+    """Start a new peak: ``VmHWM`` becomes the current RSS (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
 
 
 for case in json.load(open(cases_path)):
+    reset_peak()
+    before = status_bytes("VmRSS")
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -40,4 +45,5 @@ for case in json.load(open(cases_path)):
         except BaseException:
             code = "traceback"
             err.write(traceback.format_exc())
-    print(json.dumps({"name": case["name"], "code": code, "stderr": err.getvalue(), "peak_rss": peak_rss()}), flush=True)
+    print(json.dumps({"name": case["name"], "code": code, "stderr": err.getvalue(), "rss_growth": status_bytes("VmHWM") - before,
+                      "address_space_cap": resource.getrlimit(resource.RLIMIT_AS)[0]}), flush=True)
