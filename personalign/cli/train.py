@@ -15,14 +15,18 @@ from personalign.train.export import OUT_TYPES
 def cmd_train(args: argparse.Namespace) -> int:
     from personalign.rpo.config import config_dict, load_config
     from personalign.rpo.pipeline import run_stage
+    from personalign.train.distributed import main_process
 
     cli = {"task": args.task, "data": args.data, "split": args.split, "out": args.out}  # None: not given
     if args.method == "popi":
         return train_popi_cli(args, cli)
     config = load_config(args.config, {**cli, "threads": args.threads})
-    print(f"RPO {args.stage} for {config.task} ({config.split} split) -> {Path(config.out) / config.task / args.stage}")
+    show = main_process()  # under `accelerate launch`, one process speaks for all
+    if show:
+        print(f"RPO {args.stage} for {config.task} ({config.split} split) -> {Path(config.out) / config.task / args.stage}")
     summary = run_stage(args.stage, config, args.cache_dir)
-    print(json.dumps({"stage": args.stage, "summary": summary, "config": config_dict(config)[args.stage]}, indent=2))
+    if show:
+        print(json.dumps({"stage": args.stage, "summary": summary, "config": config_dict(config)[args.stage]}, indent=2))
     return 0
 
 def train_popi_cli(args: argparse.Namespace, cli: dict) -> int:

@@ -91,9 +91,8 @@ class RPO(Method):
         o = self.options
         if o.reflection_llm is None:
             self.config = trained_prompt(o.reflection, self.config)
-        cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
-        if o.reflection_llm is None:
             require_backend(model_spec(o.reflection), "RPO's reflection model")
+        cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
         self.reflection_llm = o.reflection_llm or get_llm(model_spec(o.reflection), cache_path=cache,
                                                           **o.reflection_options)
         self.demos = load_demos(o.demos, o.num_demos) if o.demos else []

@@ -30,6 +30,7 @@ from personalign.popi.summary import answer_score, conditioned_input, enforce_bu
 from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 from personalign.train.advantages import informative_groups
+from personalign.train.distributed import process_sum
 from personalign.train.rl import RLConfig, RLTrainer
 from personalign.train.sft import SFTConfig
 from personalign.types import GenParams, Messages, Request
@@ -123,11 +124,14 @@ class SummarizerRLTrainer(RLTrainer[SummaryPrompt]):
     def step(self, batch: list[SummaryPrompt], epoch: int) -> dict[str, Any]:
         """The generic step, plus the summary length and the share of groups whose task metric ties (their
         only signal is the length penalty, so ``zero_variance_share`` does not count them)."""
+        self.last_scores, self.last_tokens = [], []  # this process's share; under accelerate it may be empty
         stats = super().step(batch, epoch)
-        scores = torch.tensor(self.last_scores)
-        task_varies = informative_groups(scores, self.config.samples_per_prompt).float().mean()
-        return {**stats, "summary_tokens_mean": sum(self.last_tokens) / max(1, len(self.last_tokens)),
-                "task_tied_share": float(1.0 - task_varies)}
+        varies = informative_groups(torch.tensor(self.last_scores, dtype=torch.float64), self.config.samples_per_prompt)
+        tokens, summaries, varied, groups = process_sum(torch.tensor(
+            [sum(self.last_tokens), len(self.last_tokens), float(varies.sum()), len(varies)], dtype=torch.float64,
+            device=self.accelerator.device)).tolist()
+        return {**stats, "summary_tokens_mean": tokens / max(1.0, summaries),
+                "task_tied_share": 1.0 - varied / groups if groups else 0.0}
 
 
 def train_questions(config: POPIConfig, count: int | None, seed: int) -> tuple[list, dict[str, str], str]:

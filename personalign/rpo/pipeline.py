@@ -16,6 +16,7 @@ from personalign.backends import get_llm
 from personalign.data.lamp_io import files_sha256, find_split_files, load_split
 from personalign.errors import ConfigError
 from personalign.manifest import write_manifest
+from personalign.train.distributed import main_process
 from personalign.retrievers import get_retriever
 from personalign.rpo.config import RPOConfig
 from personalign.store import default_cache_dir
@@ -75,9 +76,11 @@ def run_sft(config: RPOConfig) -> dict[str, Any]:
 
     rows = sft_examples(read_jsonl(input_dir(config, "trajectories") / "trajectories.jsonl"), config)
     out, data_hash = stage_dir(config, "sft"), _data_hash(config, "sft")
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "sft", "status": "running"})
+    if main_process():
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "sft", "status": "running"})
     summary = train_sft(config, rows, out)
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "sft", "status": "done", "summary": summary})
+    if main_process():
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "sft", "status": "done", "summary": summary})
     return summary
 
 
@@ -89,9 +92,11 @@ def run_rl(config: RPOConfig) -> dict[str, Any]:
                         gold=r["gold"], summary=r.get("summary", "")) for r in rows]
     init = config.sft.model if config.skip_sft else input_dir(config, "sft") / "model"
     out, data_hash = stage_dir(config, "rl"), _data_hash(config, "rl")
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "running", "init": str(init)})
+    if main_process():
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "running", "init": str(init)})
     summary = train_rl(config, prompts, init, out)
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "done", "summary": summary})
+    if main_process():
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "rl", "status": "done", "summary": summary})
     return summary
 
 

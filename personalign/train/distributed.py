@@ -8,12 +8,19 @@ With a single process (or no ``torch.distributed`` group) the sums are the value
 
 from __future__ import annotations
 
+import os
 from typing import Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+
+
+def main_process() -> bool:
+    """Whether this is the process that writes manifests and prints summaries (rank 0, or the only one).
+    Read from ``RANK``, which ``accelerate launch`` / torchrun set before any process group exists."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def shard(batch: Sequence[T], index: int, count: int) -> list[T]:
