@@ -202,3 +202,13 @@ def test_rpo_is_evaluated_with_the_prompt_settings_it_was_trained_with(tmp_path,
     assert (adopted.k, adopted.item_max_words) == (3, 30)
     assert "method_config.item_max_words 30, as" in capsys.readouterr().err
     assert trained_prompt(str(tmp_path / "other.gguf"), MethodConfig()) == MethodConfig()  # no manifest: as given
+
+
+def test_one_file_giving_two_seeds_is_refused_and_the_seed_flag_still_wins(tmp_path):
+    two = write(tmp_path / "two.yaml", "seed: 3\nmethod_config: {seed: 5}\n")
+    with pytest.raises(ConfigError, match=r"two.yaml: seed: 3 but method_config.seed: 5"):
+        eval_settings(eval_args("--config", str(two)))
+    inner = write(tmp_path / "inner.yaml", "method_config: {seed: 5}\n")
+    assert eval_settings(eval_args("--config", str(inner))).seed == 5
+    flagged = eval_settings(eval_args("--config", str(inner), "--seed", "1"))
+    assert (flagged.seed, flagged.method_config.seed) == (1, 1)

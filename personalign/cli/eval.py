@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from personalign.cli.common import SPLIT_HELP, add_model_options, csv_list
-from personalign.config import key_values, load_settings
+from personalign.config import key_values, load_settings, read_yaml
+from personalign.errors import ConfigError
 from personalign.eval.settings import EvalSettings
 from personalign.methods import base_name, method_options
 
@@ -29,15 +30,29 @@ def read_eval_config(path: str) -> EvalSettings:
     return checked_options(load_settings(EvalSettings, path), path)
 
 
+def refuse_two_seeds(path: str) -> None:
+    """One file may not give ``seed`` and ``method_config.seed`` two values (the run has one seed; ``--seed`` wins
+    over the file as any flag does)."""
+    values = read_yaml(path)
+    inner = values.get("method_config")
+    if "seed" in values and isinstance(inner, dict) and "seed" in inner and inner["seed"] != values["seed"]:
+        raise ConfigError(f"{path}: seed: {values['seed']!r} but method_config.seed: {inner['seed']!r}; "
+                          "a run has one seed: give it once")
+
+
 def eval_settings(args: argparse.Namespace) -> EvalSettings:
     """The run's settings: command-line flags over the ``--config`` file over the defaults (one rule,
     :func:`personalign.config.precedence`); a bad value is one line naming its flag, or its file and key."""
     methods = csv_list(args.methods or "zero-shot,rag")
     reflection = {name: {"reflection": args.reflection} for name in methods if base_name(name) == "rpo"}
+    if args.reflection and not reflection:
+        raise ConfigError(f"--reflection: no rpo method in --methods {','.join(methods)}; it sets RPO's reflection model")
     cli = {"retriever": args.retriever, "llm": args.llm, "llm_options": key_values(args.llm_options, "--llm-options"),
            "limit": args.limit, "seed": args.seed, "concurrency": args.concurrency, "workers": args.workers,
            "profile_controls": csv_list(args.profile_control) if args.profile_control is not None else None,
            "method_config": {"k": args.k}, "method_options": reflection if args.reflection else None}
+    if args.config:
+        refuse_two_seeds(args.config)
     settings = load_settings(EvalSettings, args.config, cli, flags={"profile_controls": "--profile-control"})
     return checked_options(settings, args.config or "command line")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from personalign import registry
 from personalign.cli.common import add_model_options
 from personalign.config import key_values, load_settings
+from personalign.errors import ConfigError
 from personalign.methods import base_name, method_options
 from personalign.methods.base import MethodConfig
 
@@ -30,7 +31,9 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     cache = Path(args.cache_dir)
     method_cls = registry.load("methods", base_name(args.method))
     options = key_values(args.method_options, "--method-options")
-    if args.reflection and base_name(args.method) == "rpo":
+    if args.reflection and base_name(args.method) != "rpo":
+        raise ConfigError(f"--reflection: --method is {args.method}, not rpo; it sets RPO's reflection model")
+    if args.reflection:
         options["reflection"] = args.reflection
     settings = load_settings(MethodConfig, None, {"k": args.k, "seed": args.seed})
     method_options(args.method, options, "--method-options")  # checked before any model loads

@@ -14,13 +14,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_page(args: argparse.Namespace) -> int:
-    from personalign.eval.results_page import build_page, write_page
+    from personalign.eval.results_page import build_page, page_command, write_page
 
     if args.out:
         write_page(args.scores, args.out)
         print(f"wrote {args.out} from {args.scores} (no runs, no data)")
     else:
-        print(build_page(args.scores), end="")
+        print(build_page(args.scores, page_command(args.scores)), end="")
     return 0
 
 

@@ -32,18 +32,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 def train_popi_cli(args: argparse.Namespace, cli: dict) -> int:
     from personalign.popi.generator import train_popi_generator
     from personalign.popi.train import load_popi_config, train_popi
+    from personalign.train.distributed import main_process
 
     if args.stage not in ("rl", "generator"):
         raise ConfigError("POPI trains two things: personalign train popi rl (the summarizer), "
                           "personalign train popi generator (the generator's SFT)")
     config = load_popi_config(args.config, {**cli, "rl": {"threads": args.threads}})  # one setting for both stages
+    show = main_process()  # under `accelerate launch`, one process speaks for all
     if args.stage == "generator":
-        print(f"POPI generator SFT for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'generator'}")
+        if show:
+            print(f"POPI generator SFT for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'generator'}")
         summary = train_popi_generator(config, args.cache_dir)
     else:
-        print(f"POPI summarizer RL for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'rl'}")
+        if show:
+            print(f"POPI summarizer RL for {config.task} ({config.split} split) -> {Path(config.out) / config.task / 'rl'}")
         summary = train_popi(config, args.cache_dir)
-    print(json.dumps({"stage": f"popi-{args.stage}", "summary": summary, "config": config.model_dump(mode="json")}, indent=2))
+    if show:
+        print(json.dumps({"stage": f"popi-{args.stage}", "summary": summary, "config": config.model_dump(mode="json")}, indent=2))
     return 0
 
 def cmd_plot(args: argparse.Namespace) -> int:

@@ -43,6 +43,15 @@ def is_reference(label: str) -> bool:
         return False
 
 
+def is_ceiling(label: str) -> bool:
+    """True for rows of a method that knows the true answers (synthetic data's oracle): neither a reference
+    nor an LLM row, so never tested as one."""
+    try:
+        return bool(registry.load("methods", base_name(label.split("#", 1)[0])).ceiling)
+    except PersonalignError:
+        return False
+
+
 def questions(results: dict[str, dict[str, Any]]) -> int:
     """The number of questions a task's run scored (its largest row)."""
     return max((values.get("n", 0) for values in results.values()), default=0)

@@ -14,6 +14,7 @@ from typing import Any
 from personalign.errors import ConfigError
 from personalign.eval.report import (
     MIN_QUESTIONS_FOR_TESTS,
+    is_ceiling,
     markdown_table,
     reads_the_user,
     verdict,
@@ -48,7 +49,12 @@ class TaskScores:
         return self.n >= MIN_QUESTIONS_FOR_TESTS
 
     def own(self, reference: bool) -> list[str]:
-        return [label for label, row in self.scores["rows"].items() if "#" not in label and row["reference"] == reference]
+        """Own-profile rows: the references, or the LLM rows (a ceiling such as the oracle is neither)."""
+        return [label for label, row in self.scores["rows"].items()
+                if "#" not in label and row["reference"] == reference and not is_ceiling(label)]
+
+    def ceilings(self) -> list[str]:
+        return [label for label in self.scores["rows"] if "#" not in label and is_ceiling(label)]
 
     def better_first(self, labels: list[str], mode: str = "lenient") -> list[str]:
         metric = self.task.metrics[0]
@@ -97,12 +103,12 @@ def _unparsable(ts: TaskScores, label: str) -> str:
 
 
 def values_table(ts: TaskScores) -> str:
-    """References (best first), then LLM rows (best first); ★ marks the strongest reference."""
+    """References (best first), then LLM rows (best first), then ceilings; ★ marks the strongest reference."""
     best = ts.strongest_reference()
     rows = []
-    for label in [*ts.better_first(ts.own(True)), *ts.better_first(ts.own(False))]:
-        row: dict[str, Any] = {"method": f"{label} ★" if label == best else label,
-                               "kind": "reference" if ts.scores["rows"][label]["reference"] else "LLM"}
+    for label in [*ts.better_first(ts.own(True)), *ts.better_first(ts.own(False)), *ts.ceilings()]:
+        kind = "ceiling" if is_ceiling(label) else "reference" if ts.scores["rows"][label]["reference"] else "LLM"
+        row: dict[str, Any] = {"method": f"{label} ★" if label == best else label, "kind": kind}
         for metric in ts.task.metrics:
             row[metric] = with_interval(ts.values[label]["lenient"], metric, ts.testable)
         for metric in ts.task.metrics:
@@ -202,7 +208,9 @@ def _headline(tasks: list[TaskScores], summaries: list[dict[str, Any]]) -> str:
              for label in ts.own(False) if _better(ts, label, ts.strongest_reference())]
     untested = [ts.task.name for ts in tasks if not ts.testable and ts.own(False)]
     pairs = wins + ties + losses
-    if wins == 0:
+    if pairs == 0:
+        text = "**No LLM row was tested against a non-LLM reference** in these scores."
+    elif wins == 0:
         text = (f"**No LLM method beats its task's strongest non-LLM reference** in these scores (lenient scoring): "
                 f"of the {pairs} task-method pairs tested ({', '.join(ts.task.name for ts in tested)}), {losses} lose "
                 f"and {ties} tie (no significant difference at p < 0.05).")
@@ -276,11 +284,22 @@ def build_page(scores_dir: str | Path, command: str = PAGE_COMMAND) -> str:
     return "\n".join(head) + "\n".join(sections) + "\n" + "\n".join(_sources(tasks)) + "\n"
 
 
+def page_command(scores_dir: str | Path) -> str:
+    """The command that makes this page (printed; ``--out FILE`` writes it), as its header cites it: the scores
+    folder relative to the working directory when it lies below it."""
+    shown = Path(scores_dir)
+    try:
+        shown = shown.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    return f"personalign results page --scores {shown.as_posix()}"
+
+
 def write_page(scores_dir: str | Path, out: str | Path) -> str:
     """Write the page to ``out``; return it."""
     from personalign.data.lamp_io import atomic_writer
 
-    page = build_page(scores_dir)
+    page = build_page(scores_dir, page_command(scores_dir))
     with atomic_writer(out) as handle:
         handle.write(page)
     return page

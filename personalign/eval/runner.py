@@ -20,7 +20,7 @@ from personalign.engine.progress import RequestProgress
 from personalign.errors import ConfigError, DataError
 from personalign.engine.predictions import PredictionLog
 from personalign.eval.rescore import score_run
-from personalign.eval.settings import CONTROLS, EvalConfig, EvalSettings  # noqa: F401 (the runner's API)
+from personalign.eval.settings import EvalConfig
 from personalign.manifest import write_manifest
 from personalign.methods import base_name, build_method, expand_methods
 from personalign.retrievers import get_retriever

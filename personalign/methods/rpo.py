@@ -52,8 +52,9 @@ def trained_prompt(reflection: str, config: MethodConfig) -> MethodConfig:
     takes the trained value (said on stderr); one set to another value is refused, so the evaluation prompt is
     the training prompt. Models without such a manifest (older runs, ``bundled``) keep ``config``.
     """
-    manifest = Path(reflection).expanduser().parent / "manifest.json"
-    if reflection == "bundled" or not manifest.is_file():
+    kind, _, path = model_spec(reflection).partition(":")  # a path, or a spec naming one (llamacpp:/x.gguf)
+    manifest = Path(path).expanduser().parent / "manifest.json"
+    if kind not in ("llamacpp", "transformers") or not path or not manifest.is_file():
         return config
     try:
         trained = json.loads(manifest.read_text(encoding="utf-8"))["config"]["method_config"]

@@ -22,6 +22,7 @@ from personalign.popi.summary import conditioned_input, enforce_budget, summary_
 from personalign.popi.train import train_questions
 from personalign.store import default_cache_dir
 from personalign.tasks import get_task
+from personalign.train.distributed import main_process
 from personalign.train.sft import SFTTrainer
 from personalign.types import GenParams, Request
 
@@ -54,12 +55,16 @@ def train_popi_generator(config: Any, cache_dir: str | None = None, resume: bool
     """Fine-tune ``config.generator_sft.model`` on ``generator_questions`` train questions; write ``<out>/<task>/generator``."""
     examples, golds, data_hash = train_questions(config, config.generator_questions, config.seed + 1)
     out = Path(config.out) / config.task / "generator"
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "running"})
+    main = main_process()  # under `accelerate launch`, one process writes the manifest and the records
+    if main:
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "running"})
     out.mkdir(parents=True, exist_ok=True)
     records = generator_records(examples, golds, write_summaries(config, examples, cache_dir))
-    with (out / "records.jsonl").open("w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(r) + "\n" for r in records)
+    if main:
+        with (out / "records.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in records)
     summary = SFTTrainer(config.generator_sft, records, out).train(resume)
     summary["empty_summaries"] = sum(1 for r in records if not r["summary"])
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "done", "summary": summary})
+    if main:
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-generator", "status": "done", "summary": summary})
     return summary

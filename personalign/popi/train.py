@@ -30,7 +30,7 @@ from personalign.popi.summary import answer_score, conditioned_input, enforce_bu
 from personalign.store import default_cache_dir
 from personalign.tasks import get_task
 from personalign.train.advantages import informative_groups
-from personalign.train.distributed import process_sum
+from personalign.train.distributed import main_process, process_sum
 from personalign.train.rl import RLConfig, RLTrainer
 from personalign.train.sft import SFTConfig
 from personalign.types import GenParams, Messages, Request
@@ -155,7 +155,9 @@ def train_popi(config: POPIConfig, cache_dir: str | None = None, resume: bool = 
     prompts = [SummaryPrompt(e.id, e.input, list(e.profile), golds[e.id]) for e in examples]
     generator = get_llm(config.generator, cache_path=Path(cache_dir or default_cache_dir()) / "llm.sqlite", **config.generator_options)
     out = Path(config.out) / config.task / "rl"
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "running"})
+    if main_process():  # under `accelerate launch`, one process writes the manifest
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "running"})
     summary = SummarizerRLTrainer(config, prompts, generator, out).train(resume)
-    write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "done", "summary": summary})
+    if main_process():
+        write_manifest(out / "manifest.json", config, data_hash, {"stage": "popi-rl", "status": "done", "summary": summary})
     return summary

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from personalign.errors import ConfigError
 from personalign.serve.terms import TERM_CHARS, postings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -158,8 +160,15 @@ def make_engine(url: str) -> Engine:
     if sqlite and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     sqlite_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
-    engine = create_engine(url, connect_args=sqlite_args if sqlite else {},
-                           pool_pre_ping=not sqlite, hide_parameters=True)  # no stored text in an error's message
+    try:
+        engine = create_engine(url, connect_args=sqlite_args if sqlite else {},
+                               pool_pre_ping=not sqlite, hide_parameters=True)  # no stored text in an error's message
+    except (ArgumentError, ModuleNotFoundError, ValueError) as exc:  # a malformed URL or port, an unknown dialect,
+        try:                                                            # a driver not installed
+            shown = shown_url(url)
+        except (ArgumentError, ValueError):
+            shown = url.rsplit("@", 1)[-1]  # unparsable: no password shown either
+        raise ConfigError(f"store_url: cannot use {shown!r} ({type(exc).__name__}: {exc})") from None
     if sqlite:
         @event.listens_for(engine, "connect")
         def _pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -54,18 +54,18 @@ class RLConfig(Settings):
     """Every hyperparameter of the generic RL trainer (defaults follow the RPO paper)."""
 
     samples_per_prompt: int = Field(16, ge=2)   # completions per prompt; the baseline is their mean (>= 2)
-    temperature: float = 1.0
-    top_p: float = 0.9
+    temperature: float = Field(1.0, gt=0)  # sampling; log-probs use logits / temperature
+    top_p: float = Field(0.9, gt=0, le=1)
     max_new_tokens: int = Field(96, ge=1)
-    beta: float = 0.01                     # KL coefficient to the frozen initial policy
+    beta: float = Field(0.01, ge=0)        # KL coefficient to the frozen initial policy
     kl_mode: Literal["reward", "loss"] = "reward"  # "reward" (per-token -beta*KL, k1) or "loss" (k2 KL loss)
-    clip_eps: float = 0.2
-    learning_rate: float = 5e-7
+    clip_eps: float = Field(0.2, gt=0)
+    learning_rate: float = Field(5e-7, gt=0)
     prompts_per_step: int = Field(2, ge=1)
     updates_per_batch: int = Field(1, ge=1)
     epochs: int = Field(5, ge=1)
-    prompts_per_epoch: int | None = 16
-    max_prompt_tokens: int = 1024
+    prompts_per_epoch: int | None = Field(16, ge=1)  # None: every prompt
+    max_prompt_tokens: int = Field(1024, ge=1)
     micro_batch: int = Field(8, ge=1)      # sequences per forward pass; the loss is summed over them
     save_every: int = Field(10, ge=0)      # steps between resumable checkpoints (and one at the end); 0: none
     report_to: list[str] = []              # accelerate trackers: "tensorboard", "wandb", ...
