@@ -196,12 +196,15 @@ def test_rpo_is_evaluated_with_the_prompt_settings_it_was_trained_with(tmp_path,
     with pytest.raises(ConfigError, match=r"was trained with method_config.item_max_words: 30 .* this run sets 40"):
         build_method("rpo", get_task("LaMP_3"), llm=FakeEchoLLM(), config=MethodConfig(item_max_words=40),
                      reflection=model)
-    from personalign.methods.rpo import trained_prompt
+    from personalign.methods.base import trained_prompt
+    from personalign.methods.rpo import PROMPT_SETTINGS, RPOOptions
 
-    adopted = trained_prompt(model, MethodConfig(k=3))  # not set: the trained value is taken, and said
+    # not set: the trained value is taken, and said
+    adopted, _ = trained_prompt("reflection", model, MethodConfig(k=3), RPOOptions(), PROMPT_SETTINGS)
     assert (adopted.k, adopted.item_max_words) == (3, 30)
     assert "method_config.item_max_words 30, as" in capsys.readouterr().err
-    assert trained_prompt(str(tmp_path / "other.gguf"), MethodConfig()) == MethodConfig()  # no manifest: as given
+    other = str(tmp_path / "other.gguf")  # no manifest: as given
+    assert trained_prompt("reflection", other, MethodConfig(), RPOOptions(), PROMPT_SETTINGS)[0] == MethodConfig()
 
 
 def test_one_file_giving_two_seeds_is_refused_and_the_seed_flag_still_wins(tmp_path):

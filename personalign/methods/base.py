@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence, TypeVar
 
+from personalign.backends import model_spec
 from personalign.backends.base import LLM
 from personalign.config import MethodConfig, Settings
 from personalign.engine import run_plan
@@ -28,6 +31,47 @@ COT_INSTRUCTION = (
 
 class NoOptions(Settings):
     """The options of a method that takes none."""
+
+
+OptionsT = TypeVar("OptionsT", bound=Settings)
+
+
+def trained_prompt(role: str, model: str, config: MethodConfig, options: OptionsT,
+                   settings: Sequence[str]) -> tuple[MethodConfig, OptionsT]:
+    """``config`` and ``options`` with the prompt ``settings`` a trained ``model`` (RPO's reflection model, POPI's
+    summarizer; ``role`` names it in messages) was trained with.
+
+    A model trained by ``personalign train`` (``<run>/<task>/<stage>/model``, a GGUF exported beside it, or a
+    backend spec naming either) has its training config in the stage's ``manifest.json``. A setting is
+    ``method_config.NAME`` (recorded under the training's ``method_config``) or ``method_options.NAME`` (an option
+    of the method, recorded at the top of the training config). One left at its default takes the trained value
+    (said on stderr); one set to another value is refused, so the evaluation prompt is the training prompt.
+    Models without such a manifest (API models, ``bundled``, older runs) keep what is given.
+    """
+    kind, _, path = model_spec(model).partition(":")  # a path, or a spec naming one (llamacpp:/x.gguf)
+    manifest = Path(path).expanduser().parent / "manifest.json"
+    if kind not in ("llamacpp", "transformers") or not path or not manifest.is_file():
+        return config, options
+    try:
+        trained = json.loads(manifest.read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return config, options
+    holders: dict[str, Settings] = {"method_config": config, "method_options": options}
+    updates: dict[str, dict[str, Any]] = {"method_config": {}, "method_options": {}}
+    for setting in settings:
+        section, _, name = setting.partition(".")
+        recorded = trained.get("method_config") if section == "method_config" and isinstance(trained, dict) else trained
+        if not isinstance(recorded, dict) or name not in recorded or recorded[name] == getattr(holders[section], name):
+            continue
+        value = recorded[name]
+        if name in holders[section].model_fields_set:
+            raise ConfigError(f"{role} {model} was trained with {setting}: {value} ({manifest}), but this run sets "
+                              f"{getattr(holders[section], name)}: leave it out or set {value}, so the evaluation "
+                              "prompt is the training prompt")
+        print(f"personalign: {setting} {value}, as {role} {model} was trained ({manifest})", file=sys.stderr)
+        updates[section][name] = value
+    return (config.model_copy(update=updates["method_config"]) if updates["method_config"] else config,
+            options.model_copy(update=updates["method_options"]) if updates["method_options"] else options)
 
 
 class Method(ABC):

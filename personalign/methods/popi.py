@@ -3,9 +3,10 @@ generator (arXiv 2510.17881; ``personalign.popi``).
 
 Options: ``summarizer`` (``base``: the base LLM, the untrained case; ``bundled``; a trained folder or
 ``.gguf`` from ``personalign train popi``; or any backend spec), ``summarizer_options`` (backend
-options), ``summary_budget`` (generator tokens; enforced), ``summary_items`` (history items shown to
-the summarizer; default the MethodConfig's). The generator is the base LLM, so any backend (an API
-included) can be conditioned on the same summaries.
+options), ``summary_budget`` (generator tokens; enforced). The history items shown to the summarizer
+are ``method_config.summary_items``. A trained summarizer is evaluated with the prompt settings it was
+trained with (its stage's ``manifest.json``; :func:`~personalign.methods.base.trained_prompt`). The
+generator is the base LLM, so any backend (an API included) can be conditioned on the same summaries.
 
 Summaries are stored per user in ``popi_summaries.sqlite`` under the cache folder, keyed by the
 summarizer's identity, the budget and the user's items, so any generator reuses them with no
@@ -23,20 +24,25 @@ from personalign.backends import get_llm, model_spec
 from personalign.backends.base import LLM
 from personalign.config import Settings
 from personalign.extras import require_backend
-from personalign.methods.base import Method
+from personalign.methods.base import Method, trained_prompt
 from personalign.popi.summary import conditioned_input, enforce_budget, summary_messages
 from personalign.store import SqliteStore, profile_key, stable_hash
 from personalign.types import Answer, GenParams, Request, Trace
 
 
+# The settings that shape the summarizer's prompt: a trained summarizer is evaluated with its training's values.
+PROMPT_SETTINGS = ("method_config.item_max_words", "method_config.summary_items", "method_options.summary_budget")
+
+
 class POPIOptions(Settings):
     """POPI's own options (``method_options`` of an eval or service config)."""
+
+    renamed = {"summary_items": "method_config.summary_items"}
 
     summarizer: str = "base"                  # "base" (the base model), a trained folder, .gguf or backend spec
     summarizer_llm: LLM | None = None         # a ready backend instead (Python callers and tests)
     summarizer_options: dict[str, Any] = {}   # backend options of the summarizer
     summary_budget: int = Field(48, ge=1)     # tokens of the summary
-    summary_items: int | None = Field(None, ge=1)  # newest history items summarized (None: method_config's)
 
 
 class POPI(Method):
@@ -49,16 +55,16 @@ class POPI(Method):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         o = self.options
-        self.summary_budget = o.summary_budget
-        self.summary_items = o.summary_items or self.config.summary_items
         cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
         if o.summarizer_llm is not None:
             self.summarizer_llm = o.summarizer_llm
         elif o.summarizer == "base":
             self.summarizer_llm = self.llm
         else:
+            self.config, self.options = trained_prompt("summarizer", o.summarizer, self.config, o, PROMPT_SETTINGS)
             require_backend(model_spec(o.summarizer), "POPI's summarizer model")
             self.summarizer_llm = get_llm(model_spec(o.summarizer), cache_path=cache, **o.summarizer_options)
+        self.summary_budget, self.summary_items = self.options.summary_budget, self.config.summary_items
         self.store = SqliteStore(Path(self.cache_dir) / "popi_summaries.sqlite", table="summaries") if self.cache_dir else None
 
     def backends(self) -> dict[str, Any]:

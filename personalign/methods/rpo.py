@@ -11,7 +11,6 @@ few-shot examples (the "RAG w/ ICL" ablation); ``reflection_options`` (backend o
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,8 @@ from pydantic import Field
 from personalign.backends import get_llm, model_spec
 from personalign.backends.base import LLM
 from personalign.config import Settings
-from personalign.errors import ConfigError
 from personalign.extras import require_backend
-from personalign.methods.base import Method, MethodConfig
+from personalign.methods.base import Method, trained_prompt
 from personalign.rpo.plan import reflection_prompt_plan
 from personalign.tasks.filters import finish, parse_reflection
 from personalign.tasks.spec import TaskSpec
@@ -40,35 +38,8 @@ def load_demos(path: str | Path, count: int) -> Messages:
     return turns
 
 
-# The method settings that shape the reflection prompt: a trained model is evaluated with the values it was trained with.
-PROMPT_SETTINGS = ("item_max_words",)
-
-
-def trained_prompt(reflection: str, config: MethodConfig) -> MethodConfig:
-    """``config`` with the prompt settings a trained reflection model was trained with.
-
-    A model trained by ``personalign train rpo`` (``<run>/<task>/<stage>/model``, or a GGUF exported beside
-    it) has the training's ``method_config`` in the stage's ``manifest.json``. A setting left at its default
-    takes the trained value (said on stderr); one set to another value is refused, so the evaluation prompt is
-    the training prompt. Models without such a manifest (older runs, ``bundled``) keep ``config``.
-    """
-    kind, _, path = model_spec(reflection).partition(":")  # a path, or a spec naming one (llamacpp:/x.gguf)
-    manifest = Path(path).expanduser().parent / "manifest.json"
-    if kind not in ("llamacpp", "transformers") or not path or not manifest.is_file():
-        return config
-    try:
-        trained = json.loads(manifest.read_text(encoding="utf-8"))["config"]["method_config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return config
-    update = {name: trained[name] for name in PROMPT_SETTINGS if name in trained and trained[name] != getattr(config, name)}
-    for name, value in update.items():
-        if name in config.model_fields_set:
-            raise ConfigError(f"reflection {reflection} was trained with method_config.{name}: {value} ({manifest}), "
-                              f"but this run sets {getattr(config, name)}: leave it out or set {value}, so the "
-                              "evaluation prompt is the training prompt")
-        print(f"personalign: rpo: method_config.{name} {value}, as {reflection} was trained ({manifest})",
-              file=sys.stderr)
-    return config.model_copy(update=update) if update else config
+# The settings that shape the reflection prompt: a trained model is evaluated with the values it was trained with.
+PROMPT_SETTINGS = ("method_config.item_max_words",)
 
 
 class RPOOptions(Settings):
@@ -91,7 +62,7 @@ class RPO(Method):
         super().__init__(*args, **kwargs)
         o = self.options
         if o.reflection_llm is None:
-            self.config = trained_prompt(o.reflection, self.config)
+            self.config, self.options = trained_prompt("reflection", o.reflection, self.config, o, PROMPT_SETTINGS)
             require_backend(model_spec(o.reflection), "RPO's reflection model")
         cache = self.cache_dir / "llm.sqlite" if self.cache_dir else None
         self.reflection_llm = o.reflection_llm or get_llm(model_spec(o.reflection), cache_path=cache,
