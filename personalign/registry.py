@@ -7,6 +7,7 @@ without a top-level ``PLUGIN =`` (``base.py``, ``ranking.py``) is a helper, not 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import re
@@ -24,10 +25,16 @@ def _module_name(name: str) -> str:
 
 def available(kind: str) -> list[str]:
     """Names of every plug-in of a kind, as users type them (``cot-rag``)."""
+    return list(_plugins(kind))
+
+
+@functools.cache
+def _plugins(kind: str) -> tuple[str, ...]:
+    """The plug-in names of a kind, found once per process (``load`` asks on every call)."""
     package = importlib.import_module(f"personalign.{kind}")
     names = [m.name for m in pkgutil.iter_modules(package.__path__)
              if not m.name.startswith("_") and _defines_plugin(Path(m.module_finder.path) / f"{m.name}.py")]
-    return sorted(n.replace("_", "-") for n in names)
+    return tuple(sorted(n.replace("_", "-") for n in names))
 
 
 def _defines_plugin(source: Path) -> bool:
@@ -42,7 +49,7 @@ def load(kind: str, name: str) -> Any:
     """Return the ``PLUGIN`` object of ``personalign/<kind>/<name>.py``."""
     if kind not in KINDS:
         raise ConfigError(f"unknown plug-in kind '{kind}'")
-    if name.replace("-", "_") not in [n.replace("-", "_") for n in available(kind)]:
+    if name.replace("-", "_") not in [n.replace("-", "_") for n in _plugins(kind)]:
         raise ConfigError(f"unknown {kind[:-1]} '{name}'; choose from: {', '.join(available(kind))}")
     module = importlib.import_module(f"personalign.{kind}.{_module_name(name)}")
     return module.PLUGIN
