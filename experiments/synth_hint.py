@@ -8,10 +8,11 @@ the backbone gets three prompts: ``plain`` (the task prompt, as zero-shot sends 
 stated in words before the task prompt), ``rule+blind`` (the rule stated and the rule-blind answer given,
 asking the model to apply the rule to it, before the task prompt) and ``input, rule+blind`` (the same after the
 task prompt, ending in "Write this user's answer:"). Each answer is parsed with the task's lenient filter and
-scored with its metric against the gold. "Rule followed" counts answers that apply the rule strictly (rating: the
-parsed rating equals the rule applied to the blind answer, counted only on questions where clipping to 1..5
-leaves the rule a change to make; title: the prefix starts it / the suffix ends it); "loose" counts every
-question (rating: the same test on all of them; title: the rule's text anywhere in the answer). "Blind copied"
+scored with its metric against the gold. "Rule followed" counts answers that apply the rule strictly
+(``personalign.data.synth_rules.rule_followed``: rating: the parsed rating equals the rule applied to the blind
+answer, counted only on questions where clipping to 1..5 leaves the rule a change to make; title: the prefix
+starts it / ": <suffix>" ends it); "loose" counts every question (rating: the same test on all of them; title:
+the rule's text anywhere in the answer). "Blind copied"
 counts answers that are exactly the rule-blind answer, "modal" the most common answer and its share.
 Answers are cached in RUN_DIR/llm.sqlite (a rerun asks nothing); RUN_DIR gets hint.md (the table) and
 answers.jsonl (every answer).
@@ -25,11 +26,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from experiments.synth_rule_shown import rule_shown
+from experiments.synth_rule_following import rule_shown
 from personalign.backends import get_llm
 from personalign.config import MethodConfig
 from personalign.data.lamp_io import load_split
 from personalign.data.synth import apply_rule, read_rules
+from personalign.data.synth_rules import rule_followed
 from personalign.engine import answer_requests
 from personalign.eval.runner import sample_examples
 from personalign.tasks import get_task
@@ -71,21 +73,12 @@ def prompt(variant: str, task_input: str, rule: dict, blind: str) -> str:
     return f"{task_input}\n{rule_sentence(rule)} The neutral answer is \"{blind}\". Write this user's answer:"
 
 
-def followed(task_kind: str, rule: dict, blind: str, prediction: str, strict: bool) -> bool:
-    """Whether a parsed answer applies the rule (``strict``: in its place, see the module docstring)."""
+def loosely_followed(task_kind: str, rule: dict, blind: str, prediction: str) -> bool:
+    """The "loose" count (module docstring): any question's rating, or the rule's text anywhere in a title."""
     answer = prediction.strip()
     if task_kind == "rating":
         return answer == apply_rule(rule, blind)
-    if strict and rule["kind"] == "prefix":
-        return answer.startswith(rule["text"])
-    if strict and rule["kind"] == "suffix":
-        return answer.endswith(": " + rule["text"])
-    return rule_shown(rule, answer)
-
-
-def rule_changes(task_kind: str, rule: dict, blind: str) -> bool:
-    """Whether the rule changes this question's answer (a rating offset clipped away does not)."""
-    return task_kind != "rating" or apply_rule(rule, blind) != blind
+    return bool(rule_shown(rule, answer))
 
 
 def main() -> None:
@@ -126,10 +119,11 @@ def main() -> None:
                 pred = apply_filter(task, "plain", completion.text, {"prompts": [messages]}).prediction
                 gold = golds[ex.id]
                 scores.append(example_score(task, pred, gold))
-                if rule_changes(task.kind, rule, blind):
+                strict = rule_followed(rule, blind, pred)
+                if strict is not None:  # the rule can show on this question
                     changes += 1
-                    follows += followed(task.kind, rule, blind, pred, strict=True)
-                loose += followed(task.kind, rule, blind, pred, strict=False)
+                    follows += strict
+                loose += loosely_followed(task.kind, rule, blind, pred)
                 answers[pred.strip()] += 1
                 copies += pred.strip() == blind
                 unparsable += not is_answer(task, pred)

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--out", default="docs/scores", help="folder for <task>-<split>-<part>.json (default docs/scores)")
     ex.add_argument("--data", help="the data folder whose golds the logs are checked against (default: the manifest's)")
     ex.add_argument("--command", action="append", default=[], dest="commands",
-                    help="a `personalign eval ...` command that made the runs, recorded in each file (repeatable)")
+                    help="a `personalign eval ...` (or `personalign data synth ...`) command that made the runs "
+                         "or their data, recorded in each file (repeatable)")
     ex.set_defaults(func=cmd_export)
     pg = actions.add_parser("page", help="regenerate docs/results.md from the scores files alone")
     pg.add_argument("--scores", default="docs/scores", help="folder of scores files (default docs/scores)")

@@ -30,6 +30,7 @@ from personalign.data import synth_words as words
 from personalign.data.build import build_benchmark
 from personalign.data.lamp_io import atomic_writer
 from personalign.errors import ConfigError, DataError
+from personalign.tasks import get_task
 
 SHAPES = {"tweet": "LaMP_7", "title": "LaMP_5", "rating": "LaMP_3", "label": "LaMP_2"}
 RULE_KINDS = {"tweet": ("lowercase", "signoff", "emoji", "u"), "title": ("lowercase", "prefix", "suffix"),
@@ -181,8 +182,6 @@ def _users(config: SynthConfig, rng: random.Random) -> dict[str, Rule]:
 
 def generate(config: SynthConfig, out_dir: str | Path) -> dict[str, Any]:
     """Write one synthetic task under ``out_dir``; return its question counts and rule statistics."""
-    from personalign.tasks import get_task  # the task specs sit above data/ (as in lamp_io.read_outputs)
-
     rng = random.Random(f"personalign-synth:{config.seed}:{config.shape}")
     users = _users(config, rng)
     answers: dict[str, dict[str, Any]] = {}

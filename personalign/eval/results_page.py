@@ -7,7 +7,6 @@ Bootstrap and permutations are seeded, so the page is byte-identical from the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,81 +19,14 @@ from personalign.eval.report import (
     verdict,
     with_interval,
 )
-from personalign.eval.scores import RowScores, load_scores, row_stats
-from personalign.eval.scoring import SCORE_MODES, official_rouge_of
-from personalign.tasks import get_task
-from personalign.tasks.spec import TaskSpec
-from personalign.tasks.statistics import LOWER_IS_BETTER, PairedTest, bootstrap_interval, paired_test
+from personalign.eval.synthetic_page import synthetic_files, synthetic_section, synthetic_sources
+from personalign.eval.task_scores import TaskScores, score_file
+from personalign.tasks.statistics import LOWER_IS_BETTER, PairedTest
+
+__all__ = ["TaskScores", "build_page", "page_command", "score_file", "write_page"]
 
 PAGE_COMMAND = "personalign results page --scores docs/scores --out docs/results.md"
 ARCHIVE = "archive/results-2026-12.md"
-
-
-@dataclass
-class TaskScores:
-    """One scores file, scored: each row's statistics and values per mode."""
-
-    task: TaskSpec
-    scores: dict[str, Any]
-    path: Path
-    stats: dict[str, dict[str, RowScores]]  # label -> mode -> statistics
-    values: dict[str, dict[str, Any]]  # label -> {"n", mode: {metric, metric_ci}}
-
-    @property
-    def n(self) -> int:
-        return len(self.scores["ids"])
-
-    @property
-    def testable(self) -> bool:
-        return self.n >= MIN_QUESTIONS_FOR_TESTS
-
-    def own(self, reference: bool) -> list[str]:
-        """Own-profile rows: the references, or the LLM rows (a ceiling such as the oracle is neither)."""
-        return [label for label, row in self.scores["rows"].items()
-                if "#" not in label and row["reference"] == reference and not is_ceiling(label)]
-
-    def ceilings(self) -> list[str]:
-        return [label for label in self.scores["rows"] if "#" not in label and is_ceiling(label)]
-
-    def better_first(self, labels: list[str], mode: str = "lenient") -> list[str]:
-        metric = self.task.metrics[0]
-        sign = 1 if metric in LOWER_IS_BETTER else -1
-        return sorted(labels, key=lambda label: sign * self.values[label][mode][metric])
-
-    def strongest_reference(self) -> str | None:
-        """The own-profile reference with the best lenient value on the task's first metric."""
-        references = self.better_first(self.own(reference=True))
-        return references[0] if references else None
-
-    def paired(self, a: str, b: str, mode: str = "lenient") -> PairedTest:
-        """``a`` against ``b`` on the first metric, on the questions both rows have."""
-        metric = self.task.metrics[0]
-        row_a, row_b = self.stats[a][mode], self.stats[b][mode]
-        shared = row_a.present & row_b.present
-        keep_a, keep_b = shared[row_a.present], shared[row_b.present]
-        return paired_test(metric, row_a.stats[metric][keep_a], row_b.stats[metric][keep_b])
-
-
-def score_file(path: Path) -> TaskScores:
-    """Load one scores file and compute every row's values and intervals."""
-    scores = load_scores(path)
-    task = get_task(scores["task"])
-    stats: dict[str, dict[str, RowScores]] = {}
-    values: dict[str, dict[str, Any]] = {}
-    for label in scores["rows"]:
-        stats[label] = {mode: row_stats(task, scores, label, mode) for mode in SCORE_MODES}
-        values[label] = {"n": int(stats[label]["lenient"].present.sum())}
-        for mode in SCORE_MODES:
-            row = stats[label][mode]
-            point = {}
-            if mode == "official" and task.kind == "generation" and values[label]["n"]:
-                point = official_rouge_of({m: [v for v in row.values[m] if v is not None] for m in task.metrics})
-            values[label][mode] = {}
-            for metric in task.metrics:
-                interval = bootstrap_interval(metric, row.stats[metric], seed=0)
-                values[label][mode][metric] = point.get(metric, interval.value)
-                values[label][mode][f"{metric}_ci"] = [interval.low, interval.high]
-    return TaskScores(task, scores, Path(path), stats, values)
 
 
 def _unparsable(ts: TaskScores, label: str) -> str:
@@ -257,12 +189,16 @@ def _sources(tasks: list[TaskScores]) -> list[str]:
 
 
 def build_page(scores_dir: str | Path, command: str = PAGE_COMMAND) -> str:
-    """The whole page from every ``*.json`` scores file in ``scores_dir`` (in task order)."""
+    """The whole page from every ``*.json`` scores file in ``scores_dir`` (in task order), and a synthetic-users
+    section from ``scores_dir/synthetic/*.json`` when there are any."""
     paths = sorted(Path(scores_dir).glob("*.json"))
     if not paths:
         raise ConfigError(f"no scores files (*.json) in {scores_dir}: run `personalign results export` first")
     tasks = [score_file(path) for path in paths]
     sections, summaries = zip(*(task_section(ts) for ts in tasks))
+    synthetic = synthetic_files(scores_dir)  # <scores>/synthetic/: never in the summary or the headline
+    if synthetic:
+        sections += (synthetic_section(synthetic, Path(scores_dir).parent),)
     head = [
         "# Results", "",
         "<!-- Generated; do not edit. Regenerate with the command below; tests/test_results_page.py checks it. -->", "",
@@ -281,7 +217,8 @@ def build_page(scores_dir: str | Path, command: str = PAGE_COMMAND) -> str:
         "## Summary", "", _headline(tasks, list(summaries)), "",
         markdown_table(list(summaries), list(summaries[0])), "", "",
     ]
-    return "\n".join(head) + "\n".join(sections) + "\n" + "\n".join(_sources(tasks)) + "\n"
+    sources = _sources(tasks) + synthetic_sources(synthetic)
+    return "\n".join(head) + "\n".join(sections) + "\n" + "\n".join(sources) + "\n"
 
 
 def page_command(scores_dir: str | Path) -> str:

@@ -37,7 +37,7 @@ DIGITS = 6  # ROUGE and non-integer errors are rounded here: a cell moves by at 
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # an id is one short token, never a sentence
 LABEL = re.compile(r"[a-z0-9][a-z0-9_.@+-]{0,63}(#(other-user|none))?")
 TOKEN = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,160}")  # model names, paths, versions, hashes
-COMMAND = re.compile(r"personalign (eval|rescore|report) [A-Za-z0-9_.:@/+=,# -]{1,600}")
+COMMAND = re.compile(r"personalign (eval|rescore|report|data synth) [A-Za-z0-9_.:@/+=,# -]{1,600}")
 RUN_FIELDS = ("model", "retriever", "k", "seed", "limit")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from personalign.data.synth import RULES_FILE, SHAPES, apply_rule, read_rules
+from personalign.data.synth_rules import rule_case
 from personalign.errors import ConfigError, DataError
 from personalign.methods._reference import Reference
 
@@ -49,13 +50,9 @@ class Oracle(Reference):
         if self.rules is None:
             raise ConfigError("method oracle needs the rules of synthetic data (personalign data synth); "
                               "it runs in `personalign eval` only")
-        answer = self.rules["answers"].get(example.id)
-        rule = self.rules["users"].get(example.user_id or "")
-        if not isinstance(answer, dict) or "blind" not in answer or not isinstance(rule, dict) or "kind" not in rule:
-            raise DataError(self.rules_path, example.id, "answers" if rule else "users",
-                            f"no rule-blind answer or rule for question {example.id} of user {example.user_id}")
-        trace.extra["rule"] = rule
-        return apply_rule(rule, str(answer["blind"]))
+        case = rule_case(self.rules, example.id, example.user_id, self.rules_path)
+        trace.extra["rule"] = case.rule
+        return apply_rule(case.rule, case.blind)
 
 
 PLUGIN = Oracle
