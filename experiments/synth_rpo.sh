@@ -3,8 +3,8 @@
 # 400 users, all with a rule, user split. Stages (each resumable by running it again):
 #   bash experiments/synth_rpo.sh train   # data, then trajectories -> SFT -> RL for both tasks side by side (2 cores)
 #   bash experiments/synth_rpo.sh val     # references, oracle, zero-shot, RAG, RPO w/o and with RL on --part val
-#   bash experiments/synth_rpo.sh dev     # the chosen rows once on dev, under own / other-user / none
-# OUT= changes the folder (default runs/synth-rpo), PYTHON= the python, DEV_LIMIT= the dev sample (default 60).
+#   bash experiments/synth_rpo.sh dev     # every method once on dev (RPO: the stage val chose), own / other-user / none
+# OUT= changes the folder (default runs/synth-rpo), PYTHON= the python, DEV_METHODS= the dev rows.
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=${OUT:-runs/synth-rpo}
@@ -29,8 +29,8 @@ val)
 dev)
   for task in $tasks; do
     timed "$task dev" $py -m personalign.cli eval $common --task "$task" --part dev --out "$out/dev" \
-      --config experiments/configs/eval/synth_rpo_rows.yaml --workers 2 --limit "${DEV_LIMIT:-60}" \
-      --methods "${DEV_METHODS:?the rows chosen on val, e.g. references,oracle,zero-shot,rag,rpo@rl}" \
+      --config experiments/configs/eval/synth_rpo_rows.yaml --workers 2 \
+      --methods "${DEV_METHODS:-references,oracle,zero-shot,rag,icl,pag,rpm,popi,hydra,rpo@rl}" \
       --profile-control own,other-user,none
   done ;;
 esac

@@ -143,7 +143,7 @@ TWEET = LAMP7.format_input("Michael Vaughan is gutted about dropping 2 points at
 TWEETS = [{"text": "@bigjack Not today.", "id": "t1", "date": "2020-01-01"}]
 
 
-def test_text_targets_drop_handles_and_urls_the_input_lacks():
+def test_text_targets_drop_handles_and_urls_the_prompt_does_not_show():
     gold = "@MichaelVaughan @MMAjunkie gutted about dropping 2 points #MUFC https://t.co/x though..."
     example = Example(id="t", input=TWEET, profile=TWEETS)
     row = make_trajectory(LAMP7, example, gold, "He is sad.", TWEETS, None, TrajectoryConfig())
@@ -153,6 +153,10 @@ def test_text_targets_drop_handles_and_urls_the_input_lacks():
     assert 'Keep the query\'s words "gutted about dropping 2 points' in thinking and '"@bigjack Not today."' in thinking
     kept = make_trajectory(LAMP7, example, gold, "He is sad.", TWEETS, None, TrajectoryConfig(strip_unseen_handles=False))
     assert parse_reflection(kept.target)[1] == gold
+    habit = [{"text": "Not today. #MUFC", "id": "t2", "date": "2020-01-02"}]
+    shown = make_trajectory(LAMP7, Example(id="t", input=TWEET, profile=habit), gold, "He is sad.", habit, None,
+                            TrajectoryConfig())
+    assert parse_reflection(shown.target)[1] == "@MichaelVaughan gutted about dropping 2 points #MUFC though..."
     labels = make_trajectory(LAMP3, EXAMPLE, "#5", "3", PROFILE[:1], None, TrajectoryConfig())
     assert parse_reflection(labels.target)[1] == "#5"  # only text tasks are cleaned
 

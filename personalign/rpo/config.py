@@ -40,7 +40,7 @@ class TrajectoryConfig(Settings):
     max_think_words: int = Field(80, ge=1)  # brevity filter
     template_fallback: bool = True         # use the template teacher when the LLM teacher fails every try
     template_style: Literal[TEMPLATE_STYLES] = "initial"  # "initial": relate A_base to the gold; "prior": start from the user's usual answer
-    strip_unseen_handles: bool = True      # text tasks: drop @handles/#tags/URLs absent from the input from SFT targets
+    strip_unseen_handles: bool = True      # text tasks: drop @handles/#tags/URLs the SFT prompt does not show from SFT targets
     text_target: Literal[TEXT_TARGETS] = "gold"  # text tasks' SFT answer: the gold, or the input's words the gold uses
     seed: int = 0
 

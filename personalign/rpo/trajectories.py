@@ -71,7 +71,7 @@ def trajectory_plan(task: TaskSpec, example: Example, gold: str, prompt: Reflect
     ``ask_teacher=False`` skips the LLM teacher (reason "not tried").
     """
     answer, top = prompt.base_answer, prompt.ranked[0] if prompt.ranked else None
-    target = sft_answer(task, example, gold, answer, config)
+    target = sft_answer(task, example, gold, prompt, config)
     outputs, reason = [], "not tried"
     for attempt in range(config.teacher_samples if ask_teacher else 0):
         params = GenParams(max_tokens=config.teacher_max_tokens, temperature=config.teacher_temperature,
@@ -104,8 +104,10 @@ def _as_answer(row: Trajectory) -> Answer:
     return Answer(row.target, trace)
 
 
-def sft_answer(task: TaskSpec, example: Example, gold: str, answer: str, config: TrajectoryConfig) -> str:
-    """The answer the SFT target ends with: the gold, minus (text tasks) handles and URLs the input lacks.
+def sft_answer(task: TaskSpec, example: Example, gold: str, prompt: ReflectionPrompt, config: TrajectoryConfig) -> str:
+    """The answer the SFT target ends with: the gold, minus (text tasks) handles, hashtags and URLs that the
+    reflection prompt does not show (neither the input, A_base nor the user's items in it): those the model
+    cannot infer, while a hashtag the user's shown history uses is their habit, and stays.
 
     With ``text_target: kept_input``, text tasks end with the input's words that the gold uses instead
     (the gold itself when it uses none): deciding which words to keep, not writing new ones.
@@ -115,7 +117,9 @@ def sft_answer(task: TaskSpec, example: Example, gold: str, answer: str, config:
     kept = kept_input_words(task.query_text(example.input), gold) if config.text_target == "kept_input" else ""
     if kept:
         return kept
-    return without_unseen_handles(gold, f"{example.input} {answer}") if config.strip_unseen_handles else gold
+    if not config.strip_unseen_handles:
+        return gold
+    return without_unseen_handles(gold, " ".join(str(message["content"]) for message in prompt.messages))
 
 
 def _accepted(example: Example, gold: str, target: str, prompt: ReflectionPrompt, thinking: str, teacher: str,
