@@ -12,12 +12,17 @@ users (and "all" when there are several), each answer read as the scorer reads i
 - rule text shown: the rule's text (prefix, suffix, sign-off, emoji) anywhere in the answer, or an all-lowercase
   answer for a lowercase rule, among the answers to users with such a rule ("–" for other kinds);
 - blind copied: answers that equal the question's rule-blind answer;
-- input echoed: answers that start with the first 30 characters of the question's input (its query text).
+- input echoed: answers that start with the first 30 characters of the question's input (its query text);
+- stated before the answer: the rule's text (prefix, suffix, sign-off, emoji) in what the method wrote before its
+  answer (every completion but the last, and the trace's extra: POPI's and PAG's summaries, RPM's features and
+  paths, HYDRA's candidates, RPO's A_base), among the answers to users with such a rule, for methods that make
+  more than one LLM call.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -31,7 +36,8 @@ from personalign.eval.scoring import row_prediction
 from personalign.tasks import get_task
 
 ECHO_CHARS = 30
-HEADER = ["row", "rule", "followed / applicable", "share", "rule text shown", "blind copied", "input echoed", "n"]
+HEADER = ["row", "rule", "followed / applicable", "share", "rule text shown", "blind copied", "input echoed",
+          "stated before the answer", "n"]
 
 
 def rule_shown(rule: dict, answer: str) -> bool | None:
@@ -39,7 +45,18 @@ def rule_shown(rule: dict, answer: str) -> bool | None:
     text = rule.get("text") or rule.get("emoji")
     if text:
         return text in answer
-    return answer == answer.lower() if rule["kind"] == "lowercase" else None
+    if rule["kind"] != "lowercase":
+        return None
+    return any(c.isalpha() for c in answer) and answer == answer.lower()
+
+
+def stated_before(rule: dict, trace: dict) -> bool | None:
+    """The rule's text in the LLM steps before the answer (None: a rule without text, or a single-call method)."""
+    text = rule.get("text") or rule.get("emoji")
+    steps = list(trace.get("raw_outputs") or [])[:-1]
+    if not text or not steps:
+        return None
+    return text in " ".join(steps) + json.dumps(trace.get("extra") or {}, ensure_ascii=False)
 
 
 class Counts:
@@ -47,8 +64,9 @@ class Counts:
 
     def __init__(self) -> None:
         self.n = self.applicable = self.followed = self.shown = self.shown_n = self.blind = self.echoed = 0
+        self.stated = self.stated_n = 0
 
-    def add(self, followed: bool | None, shown: bool | None, blind: bool, echoed: bool) -> None:
+    def add(self, followed: bool | None, shown: bool | None, blind: bool, echoed: bool, stated: bool | None) -> None:
         self.n += 1
         self.applicable += followed is not None
         self.followed += bool(followed)
@@ -56,12 +74,15 @@ class Counts:
         self.shown += bool(shown)
         self.blind += blind
         self.echoed += echoed
+        self.stated_n += stated is not None
+        self.stated += bool(stated)
 
     def cells(self) -> list[str]:
         share = f"{self.followed / self.applicable:.2f}" if self.applicable else "–"
         return [f"{self.followed} / {self.applicable}", share,
                 f"{self.shown} / {self.shown_n}" if self.shown_n else "–",
-                f"{self.blind} / {self.n}", f"{self.echoed} / {self.n}", str(self.n)]
+                f"{self.blind} / {self.n}", f"{self.echoed} / {self.n}",
+                f"{self.stated} / {self.stated_n}" if self.stated_n else "–", str(self.n)]
 
 
 def run_counts(data: str | Path, run_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Counts]]]:
@@ -90,7 +111,8 @@ def run_counts(data: str | Path, run_dir: Path) -> tuple[dict[str, Any], dict[st
             case = cases[str(row["id"])]
             answer = row_prediction(task, row)[0].strip()
             counts = (rule_followed(case.rule, case.blind, answer), rule_shown(case.rule, answer),
-                      answer == case.blind, answer[:ECHO_CHARS] == queries[str(row["id"])][:ECHO_CHARS])
+                      answer == case.blind, answer[:ECHO_CHARS] == queries[str(row["id"])][:ECHO_CHARS],
+                      stated_before(case.rule, row.get("trace") or {}))
             lines[case.rule["kind"]].add(*counts)
             lines["all"].add(*counts)
         if len(lines) == 2:  # one kind: its line is the "all" line
