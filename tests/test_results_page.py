@@ -21,9 +21,10 @@ from fakes import FakeHashLLM
 from personalign.cli import main
 from personalign.data.lamp_io import find_split_files, read_outputs, write_outputs, write_questions
 from personalign.errors import ConfigError
-from personalign.eval.results_page import build_page, score_file
+from personalign.eval.results_page import build_page
 from personalign.eval.runner import EvalConfig, run_eval
 from personalign.eval.scores import check_scores, export_run, load_scores
+from personalign.eval.task_scores import score_file
 from personalign.methods import base_name
 from personalign.tasks import get_task
 from personalign.types import Example

@@ -23,8 +23,6 @@ from personalign.eval.synthetic_page import synthetic_files, synthetic_section, 
 from personalign.eval.task_scores import TaskScores, score_file
 from personalign.tasks.statistics import LOWER_IS_BETTER, PairedTest
 
-__all__ = ["TaskScores", "build_page", "page_command", "score_file", "write_page"]
-
 PAGE_COMMAND = "personalign results page --scores docs/scores --out docs/results.md"
 ARCHIVE = "archive/results-2026-12.md"
 
