@@ -7,7 +7,8 @@
 #   bash experiments/synth_rpo.sh dev     # every method once on dev (RPO: the stage val chose), own / other-user / none
 # TASKS= picks the tasks (default "LaMP_5 LaMP_3"; the second run used "LaMP_7 LaMP_2"), OUT= the folder
 # (default runs/synth-rpo), PYTHON= the python, DEV_METHODS= the dev rows, DEV_LIMIT= a seeded sample of dev.
-# The second run: TASKS="LaMP_7 LaMP_2" DEV_LIMIT=40 DEV_METHODS=references,oracle,zero-shot,rag,icl,pag,popi,hydra,rpo@rl
+# The second run: TASKS="LaMP_7 LaMP_2" DEV_LIMIT=40 DEV_METHODS=references,oracle,zero-shot,rag,icl,pag,popi,hydra,rpo@rl,
+# then DEV_METHODS=rpm (docs/synthetic.md).
 set -euo pipefail
 py=${PYTHON:-.venv/bin/python}
 out=${OUT:-runs/synth-rpo}
