@@ -22,6 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
+from experiments.synth_rule_following import run_counts
 from personalign.data.lamp_io import find_split_files, iter_questions
 from personalign.data.synth import SHAPES, blind_answer
 from personalign.data.synth_rules import rule_cases, rule_followed
@@ -66,14 +67,14 @@ def main() -> None:
         return [json.loads(line) for line in (run_dir / "predictions" / f"{row}.jsonl").open()]
 
     # 1. retrieval
-    k = key["method_config"]["k"]
+    k, shown_rows = key["method_config"]["k"], logged(rows[-1])
     retrieval = []
     for name, ranked_of in [(f"shown by {rows[-1]}", lambda r, q: [items[i] for i in r["trace"]["retrieved_ids"]])] + [
             (spec, lambda r, q, ret=get_retriever(spec): ret.top_k(build_query(
                 task, q.input, r["trace"].get("extra", {}).get("base_answer")), q.profile, task, k))
             for spec in args.retrievers.split(",")]:
         top1 = anywhere = n = 0
-        for r in logged(rows[-1]):
+        for r in shown_rows:
             q = questions[r["id"]]
             blind, shown = cases[r["id"]].blind, [blind_of(item) for item in ranked_of(r, q)]
             top1 += bool(shown) and shown[0] == blind
@@ -103,19 +104,18 @@ def main() -> None:
               "tied groups": f"{s['zero_variance_share']:.2f}", "updated": s["updated"]} for s in steps]
     print(f"\n### {task.name}: 3. RL\n\n" + markdown_table(table, list(table[0])))
 
-    # 4. the evaluated rows
+    # 4. the evaluated rows (rule following as experiments.synth_rule_following counts it)
+    _, following = run_counts(args.data, run_dir)
     table = []
     for row in rows:
-        follows = applicable = copied = n = 0
+        followed = following[row].get("all") or next(iter(following[row].values()))
+        copied = n = 0
         for r in logged(row):
-            case, answer = cases[r["id"]], row_prediction(task, r)[0].strip()
-            verdict = rule_followed(case.rule, case.blind, answer)
-            applicable += verdict is not None
-            follows += bool(verdict)
+            answer = row_prediction(task, r)[0].strip()
             gold_items = [i for i in r["trace"]["retrieved_ids"] if str(task.item_output(items[i])) == r["gold"]]
             n += bool(gold_items)
             copied += bool(gold_items) and answer.strip() == r["gold"]
-        table.append({"row": row, "answers follow the rule": share(follows, applicable),
+        table.append({"row": row, "answers follow the rule": share(followed.followed, followed.applicable),
                       "gold when a shown item's output is the gold": share(copied, n)})
     print(f"\n### {task.name}: 4. evaluated rows ({where})\n\n" + markdown_table(table, list(table[0])))
 
